@@ -1,0 +1,32 @@
+"""What every backend offers: the service and the in-process executor depend only on this."""
+
+from __future__ import annotations
+
+import abc
+
+from sandbox.models import RunRequest, RunResult
+
+
+class Backend(abc.ABC):
+    """Runs batches of programs through ``sandbox/runner.py`` in some isolation environment.
+
+    The runner's wire format: it reads ``{"runs": [RunRequest as JSON, ...], "workers": N}`` on stdin and writes
+    ``{"results": [RunResult as JSON, ...]}`` (same order) on stdout. Backends only choose where the runner lives.
+    """
+
+    name: str = "abstract"
+
+    async def start(self) -> None:
+        """Acquire long-lived resources (warm pools). Called once from the application's lifespan."""
+
+    async def close(self) -> None:
+        """Release everything ``start`` acquired, leaving no process or container behind."""
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether runs can be served now, and why not if they cannot."""
+        return True, "ready"
+
+    @abc.abstractmethod
+    async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
+        """Run every request; one result per request, in order. Never raises for a candidate's behaviour:
+        sandbox failures come back as ``RunResult.infra_error``."""

@@ -1,0 +1,177 @@
+"""The executor's contract: what a caller sends and what it gets back.
+
+These pydantic models are the single source of truth for the HTTP API, the Python client, the CLI and the
+runner. The runner (``sandbox/runner.py``) is stdlib-only, so it reads the request as plain JSON produced by
+``RunRequest.model_dump(mode="json")`` and writes plain JSON that ``RunResult.model_validate`` accepts.
+
+A request carries one candidate program and either a list of ``tests`` or a ``test_file``:
+
+    {"code": "def add(a, b):\n    return a + b\n",
+     "tests": [{"kind": "call", "entry_point": "add", "args": [1, 2], "expected": 3},
+               {"kind": "assert", "code": "assert add(2, 2) == 4"},
+               {"kind": "stdio", "stdin": "", "expected_stdout": ""}],
+     "limits": {"time_s": 2, "memory_mb": 256, "output_bytes": 65536},
+     "fail_fast": false}
+
+A result has one entry per test, in request order (for a ``test_file``: in discovery order).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Server-side maxima. A request over them is rejected with a message naming the field; nothing is clamped.
+MAX_TIME_S = 60.0
+MAX_MEMORY_MB = 4096
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+MAX_CODE_BYTES = 1024 * 1024
+MAX_TESTS = 1000
+
+
+class _Strict(BaseModel):
+    # Unknown fields are a caller's typo, not something to ignore silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(_Strict):
+    """Per-test limits; the same limits also bound loading the program (its top-level code)."""
+
+    time_s: float = Field(5.0, gt=0, le=MAX_TIME_S, description="Wall-clock seconds per test.")
+    memory_mb: int = Field(512, ge=16, le=MAX_MEMORY_MB, description="Address-space/memory cap per test, MiB.")
+    output_bytes: int = Field(
+        64 * 1024, ge=0, le=MAX_OUTPUT_BYTES, description="Bytes of stdout plus stderr kept per test."
+    )
+
+
+class AssertTest(_Strict):
+    """Python code run after the candidate in the same module namespace (HumanEval's check, MBPP asserts)."""
+
+    kind: Literal["assert"] = "assert"
+    id: Optional[str] = Field(None, max_length=200)
+    code: str = Field(..., max_length=MAX_CODE_BYTES)
+
+
+class CallTest(_Strict):
+    """Call ``entry_point(*args, **kwargs)`` and compare the return value with ``expected``.
+
+    Values travel as JSON, so tuples compare equal to lists. With ``tolerance`` set, floats (also nested in
+    lists and dicts) compare with that absolute-or-relative tolerance.
+    """
+
+    kind: Literal["call"] = "call"
+    id: Optional[str] = Field(None, max_length=200)
+    entry_point: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    expected: Any = None
+    tolerance: Optional[float] = Field(None, ge=0)
+
+
+class StdioTest(_Strict):
+    """Run the candidate as a script (``__name__ == "__main__"``) with ``stdin``; compare its stdout."""
+
+    kind: Literal["stdio"] = "stdio"
+    id: Optional[str] = Field(None, max_length=200)
+    stdin: str = Field("", max_length=MAX_OUTPUT_BYTES)
+    expected_stdout: str = Field(..., max_length=MAX_OUTPUT_BYTES)
+    normalize_whitespace: bool = Field(
+        True, description="Ignore trailing whitespace on each line and trailing blank lines."
+    )
+
+
+Test = Annotated[Union[AssertTest, CallTest, StdioTest], Field(discriminator="kind")]
+
+
+class RunRequest(_Strict):
+    """One candidate program and its tests."""
+
+    code: str = Field(..., max_length=MAX_CODE_BYTES, description="The candidate program (Python source).")
+    tests: Optional[list[Test]] = Field(None, max_length=MAX_TESTS)
+    test_file: Optional[str] = Field(
+        None,
+        max_length=MAX_CODE_BYTES,
+        description="A unittest or pytest module that does `import solution` (or `from solution import ...`).",
+    )
+    limits: Limits = Field(default_factory=Limits)
+    fail_fast: bool = Field(False, description="After the first test that does not pass, mark the rest skipped.")
+
+    @model_validator(mode="after")
+    def _tests_xor_test_file(self) -> "RunRequest":
+        if (self.tests is None) == (self.test_file is None):
+            raise ValueError("give exactly one of `tests` (a list) or `test_file` (a module's source)")
+        if self.tests is not None:
+            if not self.tests:
+                raise ValueError("`tests` is empty: give at least one test")
+            seen: set[str] = set()
+            for index, test in enumerate(self.tests):
+                if test.id is None:
+                    test.id = f"test_{index}"
+                if test.id in seen:
+                    raise ValueError(f"`tests[{index}].id` repeats the id {test.id!r}; ids must be unique")
+                seen.add(test.id)
+        return self
+
+
+class BatchRequest(_Strict):
+    """Several programs in one call; results come back in request order."""
+
+    runs: list[RunRequest] = Field(..., min_length=1, max_length=MAX_TESTS)
+
+
+class Verdict(str, Enum):
+    PASS = "pass"  # the test ran and its check held
+    FAIL = "fail"  # wrong answer or failed assertion
+    ERROR = "error"  # an exception other than AssertionError, or the harness was subverted
+    TIMEOUT = "timeout"  # wall-clock or CPU limit
+    MEMORY = "memory"  # memory limit (MemoryError or an OOM kill)
+    OUTPUT_LIMIT = "output_limit"  # printed more than limits.output_bytes
+    CRASH = "crash"  # killed by a signal (segfault, abort, ...)
+    SKIPPED = "skipped"  # not run because of fail_fast
+
+
+class TestResult(_Strict):
+    __test__ = False  # not a pytest class
+
+    id: str
+    verdict: Verdict
+    program_error: bool = Field(
+        False, description="True when the program itself failed to load (syntax error, import, top-level code)."
+    )
+    error_type: Optional[str] = Field(None, description="Exception class name, e.g. 'IndexError'.")
+    message: Optional[str] = None
+    traceback: Optional[str] = Field(None, description="Traceback with the harness's frames removed.")
+    line: Optional[int] = Field(None, description="1-based line in the candidate's code where it failed.")
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = Field(False, description="stdout/stderr were cut at limits.output_bytes.")
+    duration_ms: float = 0.0
+    peak_memory_kb: Optional[int] = None
+
+
+class RunStatus(str, Enum):
+    COMPLETED = "completed"  # every test has a verdict (whatever it is)
+    INFRA_ERROR = "infra_error"  # the sandbox itself failed; no verdict can be trusted
+
+
+class RunResult(_Strict):
+    status: RunStatus
+    retryable: bool = Field(False, description="For infra_error: the same request may succeed if sent again.")
+    infra_message: Optional[str] = None
+    passed: bool = Field(False, description="Every test passed (and there was at least one).")
+    counts: dict[Verdict, int] = Field(default_factory=dict)
+    tests: list[TestResult] = Field(default_factory=list)
+    duration_ms: float = 0.0
+
+    @classmethod
+    def infra_error(cls, message: str, *, retryable: bool) -> "RunResult":
+        return cls(status=RunStatus.INFRA_ERROR, retryable=retryable, infra_message=message)
+
+    def first_failure(self) -> Optional[TestResult]:
+        return next((t for t in self.tests if t.verdict not in (Verdict.PASS, Verdict.SKIPPED)), None)
+
+
+class BatchResult(_Strict):
+    results: list[RunResult]
