@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["refine", "pairs", "stats", "train", "eval", "demo"]
+COMMANDS = ["tasks", "refine", "pairs", "stats", "train", "eval", "demo"]
 
 
 class UserError(Exception):

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build the runner and executor images offline. Steps: a wheelhouse in the build context (pip download; skip
+# when present), the base image (BASE_IMAGE, or the registry-free Debian one from build-base-image.sh), then
+# both images. Usage: images/build-images.sh    env: BASE_IMAGE, RUNNER_IMAGE, EXECUTOR_IMAGE, PYTHON
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+runner_image=${RUNNER_IMAGE:-iterpref/sandbox-runner:latest}
+executor_image=${EXECUTOR_IMAGE:-iterpref/sandbox-executor:latest}
+python=${PYTHON:-python3}
+
+# Wheels for the image's Python (3.11 on Debian bookworm and python:3.11-slim), not the host's.
+fetch() {  # fetch DIR PACKAGE...
+    local dir=$1; shift
+    if [ -f "$dir/.complete" ]; then return; fi
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+        --python-version 3.11 --implementation cp --abi cp311 \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$dir" pip "$@"
+    touch "$dir/.complete"
+}
+echo "build-images: wheelhouses in images/wheels"
+fetch "$here/wheels/runner" "pytest>=8"
+fetch "$here/wheels/executor" "pydantic>=2.5" "fastapi>=0.110" "uvicorn>=0.27" "httpx>=0.26" "docker>=7.0"
+
+if [ -z "${BASE_IMAGE:-}" ]; then
+    BASE_IMAGE=iterpref/debian-python:bookworm
+    "$here/build-base-image.sh" "$BASE_IMAGE"
+fi
+
+[ -f "$root/sandbox/runner.py" ] || { echo "build-images: sandbox/runner.py is missing" >&2; exit 1; }
+for spec in "runner:$runner_image" "executor:$executor_image"; do
+    kind=${spec%%:*}; tag=${spec#*:}
+    echo "build-images: $tag (FROM $BASE_IMAGE)"
+    docker build --quiet --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$here/Dockerfile.$kind" -t "$tag" "$root" >/dev/null
+done
+echo "build-images: done"

@@ -1,0 +1,83 @@
+"""`iterpref refine`: run the debugging loop over a task file, appending attempts to a trajectory file."""
+
+from __future__ import annotations
+
+import argparse
+
+from iterpref.cli import UserError
+from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+from iterpref.refine import refine
+from iterpref.samplers import KINDS, SamplerError, make_sampler
+from iterpref.tasks import TaskError, load_tasks
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampler")
+    group.add_argument("--sampler", choices=KINDS, default="hf", help="where replies come from (default hf)")
+    group.add_argument("--model", help="hf: model folder (default: bundled SmolLM2-135M-Instruct); openai: model name")
+    group.add_argument("--base-url", help="openai: server URL, e.g. http://localhost:8000/v1")
+    group.add_argument("--api-key-env", help="openai: environment variable holding the key (default OPENAI_API_KEY)")
+    group.add_argument("--script", help="scripted: JSONL of {task_id, responses}")
+    group.add_argument("--temperature", type=float, default=0.8)
+    group.add_argument("--top-p", type=float, default=0.95)
+    group.add_argument("--max-new-tokens", type=int, default=512)
+    group.add_argument("--batch-size", type=int, default=8, help="hf: prompts per generate call")
+    group.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+    group.add_argument("--retries", type=int, default=4, help="openai: retries of a failed request, with backoff")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def sampler_from_args(args: argparse.Namespace):
+    common = {"temperature": args.temperature, "top_p": args.top_p}
+    if args.sampler == "hf":
+        options = {**common, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+                   "seed": args.seed, "progress": True}
+    elif args.sampler == "openai":
+        options = {**common, "max_tokens": args.max_new_tokens, "concurrency": args.concurrency,
+                   "seed": args.seed, "api_key_env": args.api_key_env, "retries": args.retries}
+    else:
+        options = {}
+    try:
+        return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
+    except (SamplerError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("refine", help="sample, execute and repair until tests pass; write trajectories")
+    parser.add_argument("tasks", help="tasks JSONL (see `iterpref tasks humaneval`)")
+    parser.add_argument("-o", "--output", required=True, help="trajectory JSONL; an existing file is resumed")
+    parser.add_argument("--executor", default="local", help="`local` or the URL of `sandbox serve` (default local)")
+    parser.add_argument("--workers", type=int, default=None, help="local executor: parallel programs")
+    parser.add_argument("--max-rounds", type=int, default=5, help="repair rounds after the first attempt (default 5)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    parser.add_argument("--wave-size", type=int, default=256, help="tasks worked on together (default 256)")
+    add_sampler_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.max_rounds < 0 or (args.limit is not None and args.limit < 1) or args.wave_size < 1:
+        raise UserError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
+    try:
+        tasks = load_tasks(args.tasks)[: args.limit]
+    except TaskError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        executor = make_executor(args.executor, workers=args.workers)
+    except ExecutorUnavailable as exc:
+        raise UserError(str(exc)) from None
+    sampler = sampler_from_args(args)
+    try:
+        summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size)
+    except (SamplerError, ExecutorUnavailable) as exc:
+        raise UserError(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None
+    except ValueError as exc:  # a trajectory file that is not ours or is damaged
+        raise UserError(str(exc)) from None
+    finally:
+        sampler.close()
+        close_executor(executor)
+    print(f"{summary.passed}/{summary.tasks} tasks pass, {summary.failed} failed every round, "
+          f"{summary.attempts_written} attempts written to {args.output}"
+          + (f", {summary.unfinished} left unfinished (executor infra errors; rerun)" if summary.unfinished else ""))
+    return 0

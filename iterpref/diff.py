@@ -1,0 +1,148 @@
+"""Line-level diff of a failing program against its fix, by exact longest common subsequence.
+
+The error region of a preference pair is the set of ``rejected`` lines that are not part of the line-level
+longest common subsequence (LCS) with ``chosen``. A fix that only inserts lines leaves no such line, so the diff
+also reports *insertion anchors*: the rejected lines just before and after each point where ``chosen`` inserts
+lines, which is where the failing program went wrong by omission.
+
+Lines are the pieces of ``text.split("\\n")``; a trailing newline ends the last line rather than starting an
+empty one, so ``"a\\nb\\n"`` has two lines. Every line number in this module is 1-based.
+
+The LCS is exact (dynamic programming over line hashes after trimming the common prefix and suffix); difflib's
+matcher is a heuristic and can miss a longer common subsequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+
+@dataclass(frozen=True)
+class SeqDiff:
+    """Indices (0-based) of a diff between sequences ``a`` (rejected side) and ``b`` (chosen side)."""
+
+    a_only: list[int]
+    b_only: list[int]
+    anchors: list[int]  # indices of ``a`` bordering a pure insertion into ``a``
+    hunks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (a_start, a_end, b_start, b_end)
+
+
+@dataclass(frozen=True)
+class LineDiff:
+    """Result of :func:`line_diff`; all numbers are 1-based line numbers."""
+
+    rejected_lines: list[int]  # rejected lines outside the LCS (deleted or replaced by the fix)
+    chosen_lines: list[int]  # chosen lines outside the LCS (added or replacing)
+    anchors: list[int]  # rejected lines around pure insertions (empty when the fix only inserts nothing)
+    hunks: list[tuple[int, int, int, int]]  # (rej_first, rej_last, cho_first, cho_last); last < first if empty
+
+    @property
+    def error_lines(self) -> list[int]:
+        """Rejected lines that carry the error: changed lines plus anchors of pure insertions."""
+        return sorted(set(self.rejected_lines) | set(self.anchors))
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on ``\\n`` only (never ``\\r`` or unicode separators), so lines map back onto character offsets."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+def line_spans(text: str) -> list[tuple[int, int]]:
+    """Character span ``[start, end)`` of each line of :func:`split_lines`, excluding its newline.
+
+    An empty line's span is its newline character, so a changed blank line still covers something.
+    """
+    spans = []
+    start = 0
+    for line in split_lines(text):
+        end = start + len(line)
+        spans.append((start, end) if line else (start, min(start + 1, len(text))))
+        start = end + 1
+    return spans
+
+
+def lcs_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """Matched index pairs ``(i, j)`` of one longest common subsequence of ``a`` and ``b``, in order.
+
+    Common prefix and suffix are matched directly (they are always part of some LCS); the middle is solved by
+    an O(n*m) table. Ties prefer matching earlier elements of ``a``, which makes the result deterministic.
+    """
+    n, m = len(a), len(b)
+    head = 0
+    while head < n and head < m and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
+        tail += 1
+    # Hash once so the table compares integers, not long strings.
+    ids: dict[Hashable, int] = {}
+    mid_a = [ids.setdefault(x, len(ids)) for x in a[head : n - tail]]
+    mid_b = [ids.setdefault(x, len(ids)) for x in b[head : m - tail]]
+    rows, cols = len(mid_a), len(mid_b)
+    # table[i][j] = LCS length of mid_a[i:] and mid_b[j:]
+    table = [[0] * (cols + 1) for _ in range(rows + 1)]
+    for i in range(rows - 1, -1, -1):
+        row, below = table[i], table[i + 1]
+        x = mid_a[i]
+        for j in range(cols - 1, -1, -1):
+            row[j] = below[j + 1] + 1 if x == mid_b[j] else max(below[j], row[j + 1])
+    pairs = [(k, k) for k in range(head)]
+    i = j = 0
+    while i < rows and j < cols:
+        if mid_a[i] == mid_b[j]:
+            pairs.append((head + i, head + j))
+            i += 1
+            j += 1
+        elif table[i + 1][j] >= table[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    pairs.extend((n - tail + k, m - tail + k) for k in range(tail))
+    return pairs
+
+
+def seq_diff(a: Sequence[Hashable], b: Sequence[Hashable]) -> SeqDiff:
+    """Diff two sequences by exact LCS: what only ``a`` has, what only ``b`` has, and insertion anchors in ``a``."""
+    pairs = lcs_pairs(a, b)
+    a_only, b_only, anchors, hunks = [], [], set(), []
+    prev_i = prev_j = -1
+    for i, j in pairs + [(len(a), len(b))]:
+        gap_a = list(range(prev_i + 1, i))
+        gap_b = list(range(prev_j + 1, j))
+        if gap_a or gap_b:
+            hunks.append((prev_i + 1, i, prev_j + 1, j))
+        a_only.extend(gap_a)
+        b_only.extend(gap_b)
+        if gap_b and not gap_a:
+            # Pure insertion between a[prev_i] and a[i]: both neighbours border the omission.
+            anchors.update(k for k in (prev_i, i) if 0 <= k < len(a))
+        prev_i, prev_j = i, j
+    return SeqDiff(a_only=a_only, b_only=b_only, anchors=sorted(anchors), hunks=hunks)
+
+
+def line_diff(rejected: str, chosen: str) -> LineDiff:
+    """Line-level exact-LCS diff of ``rejected`` against ``chosen``.
+
+    Returns the 1-based rejected and chosen lines outside the LCS, the 1-based rejected lines bordering each
+    pure insertion (``anchors``), and the hunks. Lines compare exactly, whitespace included: an indentation
+    change is a change.
+
+    >>> d = line_diff("a\\nb\\nc\\n", "a\\nB\\nc\\n")
+    >>> d.rejected_lines, d.chosen_lines, d.anchors
+    ([2], [2], [])
+    >>> line_diff("a\\nc\\n", "a\\nb\\nc\\n").anchors
+    [1, 2]
+    """
+    diff = seq_diff(split_lines(rejected), split_lines(chosen))
+    return LineDiff(
+        rejected_lines=[i + 1 for i in diff.a_only],
+        chosen_lines=[j + 1 for j in diff.b_only],
+        anchors=[i + 1 for i in diff.anchors],
+        hunks=[(a0 + 1, a1, b0 + 1, b1) for a0, a1, b0, b1 in diff.hunks],
+    )

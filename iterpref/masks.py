@@ -1,0 +1,142 @@
+"""Error-region masks: which tokens of a rejected completion the focal preference loss pushes down.
+
+Masks are built once, at tokenization time, in two pure steps:
+
+1. :func:`error_spans` -- character spans of ``rejected`` that form the error region, from the line-level
+   exact-LCS diff with ``chosen`` (:mod:`iterpref.diff`);
+2. :func:`token_mask` -- a token is in the region when its character span (the fast tokenizer's offset
+   mapping) overlaps one of those spans.
+
+Nothing here looks for a code fence or depends on a particular tokenizer. Modes:
+
+``line``           rejected lines outside the LCS, plus the lines around a pure insertion (the paper's default)
+``token``          within each changed hunk, only the word/punctuation/whitespace pieces the fix changed
+``prefix_suffix``  every line between the common prefix and the common suffix of lines
+``augmented``      the ``line`` region plus ``context_lines`` lines either side (the paper's ablation)
+``none``           the whole rejected completion (vanilla DPO)
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from typing import Sequence
+
+from iterpref.diff import line_diff, line_spans, seq_diff, split_lines
+
+MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "none")
+
+Span = tuple[int, int]
+
+# Pieces compared inside a changed hunk in `token` mode: identifiers/numbers, runs of whitespace, single symbols.
+_PIECE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
+
+
+def error_lines(rejected: str, chosen: str, mode: str, context_lines: int = 0) -> list[int]:
+    """1-based rejected lines in the error region for the line-based modes (``line``, ``prefix_suffix``,
+    ``augmented``, ``none``)."""
+    n = len(split_lines(rejected))
+    if mode == "none":
+        return list(range(1, n + 1))
+    diff = line_diff(rejected, chosen)
+    if mode == "line":
+        return diff.error_lines
+    if mode == "augmented":
+        if context_lines < 0:
+            raise ValueError(f"context_lines must be >= 0, got {context_lines}")
+        around = {k for line in diff.error_lines for k in range(line - context_lines, line + context_lines + 1)}
+        return sorted(k for k in around if 1 <= k <= n)
+    if mode == "prefix_suffix":
+        if not diff.hunks:
+            return []
+        first = diff.hunks[0][0]
+        last = diff.hunks[-1][1]
+        if last < first:  # only insertions at one point: fall back to the lines around it
+            return diff.error_lines
+        return list(range(first, last + 1))
+    raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
+
+
+def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: int = 0) -> list[Span]:
+    """Sorted, non-overlapping character spans ``[start, end)`` of ``rejected`` forming the error region.
+
+    Args:
+        rejected: the failing completion, exactly as it will be tokenized.
+        chosen: the passing completion it is compared with.
+        mode: one of :data:`MASK_MODES`.
+        context_lines: extra lines either side of the region, ``augmented`` mode only.
+
+    Returns an empty list when the texts do not differ (such a pair should be dropped).
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
+    if mode == "none":
+        return [(0, len(rejected))] if rejected else []
+    spans = line_spans(rejected)
+    if mode != "token":
+        return _merge(_runs(spans, error_lines(rejected, chosen, mode, context_lines)))
+    return _merge(_token_mode_spans(rejected, chosen, spans))
+
+
+def _runs(spans: list[Span], lines: list[int]) -> list[Span]:
+    """Spans of runs of consecutive 1-based lines, so the newlines between error lines are inside the region."""
+    out: list[Span] = []
+    previous = None
+    for k in sorted(lines):
+        if previous is not None and k == previous + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], spans[k - 1][1]))
+        else:
+            out.append(spans[k - 1])
+        previous = k
+    return out
+
+
+def _token_mode_spans(rejected: str, chosen: str, spans: list[Span]) -> list[Span]:
+    diff = line_diff(rejected, chosen)
+    chosen_spans = line_spans(chosen)
+    out: list[Span] = []
+    for r_first, r_last, c_first, c_last in diff.hunks:
+        if r_last < r_first:  # pure insertion: nothing on the rejected side changed, use the neighbours
+            out.extend(_runs(spans, [k for k in (r_first - 1, r_first) if 1 <= k <= len(spans)]))
+            continue
+        r_start, r_end = spans[r_first - 1][0], spans[r_last - 1][1]
+        if c_last < c_first:  # pure deletion: every piece of the deleted lines is wrong
+            out.append((r_start, r_end))
+            continue
+        c_start, c_end = chosen_spans[c_first - 1][0], chosen_spans[c_last - 1][1]
+        r_pieces = [(m.start() + r_start, m.end() + r_start, m.group()) for m in _PIECE.finditer(rejected[r_start:r_end])]
+        c_pieces = [m.group() for m in _PIECE.finditer(chosen[c_start:c_end])]
+        pieces = seq_diff([p[2] for p in r_pieces], c_pieces)
+        changed = sorted(set(pieces.a_only) | set(pieces.anchors))
+        if not changed:  # hunk differs only by blank-line content, e.g. "" vs "\n": keep the whole hunk
+            out.append((r_start, r_end))
+        out.extend((r_pieces[k][0], r_pieces[k][1]) for k in changed)
+    return out
+
+
+def _merge(spans: Sequence[Span]) -> list[Span]:
+    merged: list[list[int]] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def token_mask(offsets: Sequence[Span], spans: Sequence[Span]) -> list[bool]:
+    """For each token's character span ``(start, end)``, whether it overlaps any of the sorted ``spans``.
+
+    Tokens with an empty span (special tokens) are never in the region. Runs in O(tokens * log spans).
+
+    Args:
+        offsets: ``(T,)`` list of token character spans, in text order (a fast tokenizer's offset mapping).
+        spans: sorted, non-overlapping character spans from :func:`error_spans`.
+    """
+    ends = [end for _, end in spans]
+    mask = []
+    for start, end in offsets:
+        # First span ending after the token starts; spans are sorted and disjoint, so it is the only candidate.
+        k = bisect_right(ends, start)
+        mask.append(end > start and k < len(spans) and spans[k][0] < end)
+    return mask

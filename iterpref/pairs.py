@@ -1,0 +1,134 @@
+"""Preference pairs from trajectories: the final passing version against one earlier failing version.
+
+One candidate per task whose trajectory ends passing after at least one failing attempt. The rejected side is
+chosen ``random`` (seeded per task, the paper's best), ``last`` or ``first``. The paper's filters then drop a
+candidate, counted under the first that applies:
+
+``same_ast``        chosen and rejected have equal syntax trees (the "fix" changed only formatting/comments)
+``comment_only``    the rejected side's error region (changed lines, or the lines around a pure insertion) is
+                    only comments and blank lines -- nothing there for the focal loss to push down
+``too_many_lines``  the error region has more than ``max_lines`` lines (20)
+``too_long``        prompt plus chosen, or prompt plus rejected, is over ``max_tokens`` tokens (2048)
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from iterpref.diff import line_diff, split_lines
+from iterpref.records import Attempt, Pair
+
+SELECTIONS = ("random", "last", "first")
+FILTERS = ("same_ast", "comment_only", "too_many_lines", "too_long")
+
+
+@dataclass
+class PairSummary:
+    tasks: int = 0
+    passed_first_try: int = 0  # passing at round 0: no failing version to pair with
+    never_passed: int = 0
+    candidates: int = 0
+    pairs: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {name: 0 for name in FILTERS})
+    rejected_lines: dict[int, int] = field(default_factory=dict)  # error-region size -> kept pairs
+    chosen_lines: dict[int, int] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _same_ast(a: str, b: str) -> bool:
+    try:
+        return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+    except (SyntaxError, ValueError):
+        return False
+
+
+def _is_comment_or_blank(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+def select_rejected(failing: list[Attempt], how: str, rng: random.Random) -> Attempt:
+    if how == "random":
+        return rng.choice(failing)
+    if how == "last":
+        return failing[-1]
+    if how == "first":
+        return failing[0]
+    raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, not {how!r}")
+
+
+def build_pairs(
+    trajectories: dict[str, list[Attempt]],
+    prompts: dict[str, str],
+    *,
+    select: str = "random",
+    seed: int = 0,
+    max_lines: int = 20,
+    max_tokens: int = 2048,
+    count_tokens: Optional[Callable[[str], int]] = None,
+) -> tuple[list[Pair], PairSummary]:
+    """Pairs and the counts behind them. ``prompts`` maps task_id to the pair's prompt text; ``count_tokens``
+    (None to skip the length filter) counts a text's tokens."""
+    if select not in SELECTIONS:
+        raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, not {select!r}")
+    summary = PairSummary(settings={"select": select, "seed": seed, "max_lines": max_lines,
+                                    "max_tokens": max_tokens if count_tokens else None})
+    drops: Counter[str] = Counter()
+    pairs = []
+    for task_id in sorted(trajectories):
+        attempts = trajectories[task_id]
+        summary.tasks += 1
+        final = attempts[-1]
+        if not final.passed:
+            summary.never_passed += 1
+            continue
+        failing = [a for a in attempts[:-1] if not a.passed]
+        if not failing:
+            summary.passed_first_try += 1
+            continue
+        summary.candidates += 1
+        # A per-task generator: the choice for one task does not depend on which other tasks are in the file.
+        rejected = select_rejected(failing, select, random.Random(f"{seed}:{task_id}"))
+        diff = line_diff(rejected.code, final.code)
+        region = diff.error_lines
+        rejected_text = split_lines(rejected.code)
+        prompt = prompts[task_id]
+        if _same_ast(rejected.code, final.code):
+            drops["same_ast"] += 1
+        elif all(_is_comment_or_blank(rejected_text[i - 1]) for i in region):
+            drops["comment_only"] += 1
+        elif len(region) > max_lines:
+            drops["too_many_lines"] += 1
+        elif count_tokens and max(count_tokens(prompt + final.code), count_tokens(prompt + rejected.code)) > max_tokens:
+            drops["too_long"] += 1
+        else:
+            pairs.append(Pair(task_id=task_id, prompt=prompt, chosen=final.code, rejected=rejected.code,
+                              rejected_lines=diff.rejected_lines, chosen_lines=diff.chosen_lines,
+                              chosen_round=final.round, rejected_round=rejected.round))
+            summary.rejected_lines[len(diff.rejected_lines)] = summary.rejected_lines.get(len(diff.rejected_lines), 0) + 1
+            summary.chosen_lines[len(diff.chosen_lines)] = summary.chosen_lines.get(len(diff.chosen_lines), 0) + 1
+    summary.dropped.update(drops)
+    summary.pairs = len(pairs)
+    return pairs, summary
+
+
+def tokenizer_counter(path: Optional[str] = None) -> Callable[[str], int]:
+    """Token counts from a Hugging Face tokenizer folder; the default is the bundled SmolLM2's."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    if path is None:
+        from iterpref.bundled import smollm2_dir
+
+        path = str(smollm2_dir())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -1,0 +1,207 @@
+"""The debugging loop: sample, execute, feed the failures back, repeat until the tests pass or rounds run out.
+
+Round 0 is the first attempt; rounds 1..max_rounds are repairs (the paper allows at most 5). Tasks are worked
+on in waves; within a wave, each round samples every active task in one ``generate`` call and executes all the
+programs in one ``run_batch`` call, so the sampler and the executor both see full batches.
+
+Every attempt is appended to the trajectory file as soon as its round's batch finishes (flushed and fsynced
+before the progress bar counts it). Rerunning on the same file resumes: finished tasks are skipped, a task
+whose last attempt failed with rounds left continues from that attempt, and a line torn by a kill is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm import tqdm
+
+from iterpref.executor import Executor, ExecutorUnavailable
+from iterpref.extract import extract_code
+from iterpref.feedback import initial_messages, repair_messages
+from iterpref.records import Attempt, Task, to_json_line
+from iterpref.samplers.base import Prompt, Sampler
+from iterpref.tasks import to_request
+from sandbox.models import MAX_TESTS, RunResult, RunStatus
+
+
+@dataclass
+class RefineSummary:
+    tasks: int = 0
+    already_done: int = 0  # finished before this run (resume)
+    passed: int = 0  # tasks whose trajectory ends passing (including already done)
+    failed: int = 0  # tasks that used every round without passing
+    unfinished: int = 0  # tasks skipped this run because the executor could not judge them
+    attempts_written: int = 0
+    pass_round: dict[str, int] = field(default_factory=dict)  # task_id -> round of its passing attempt
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut a last line that a kill left without its newline: it was never reported, so dropping it loses nothing."""
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, list[Attempt]]:
+    """Attempts per task, in round order; rounds must run 0, 1, 2, ... without gaps or repeats."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    if repair:
+        _repair_torn_tail(path)
+    by_task: dict[str, list[Attempt]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                attempt = Attempt(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not an attempt record ({exc})") from None
+            attempts = by_task.setdefault(attempt.task_id, [])
+            if attempt.round != len(attempts):
+                raise ValueError(
+                    f"{path}:{number}: task {attempt.task_id!r} round {attempt.round} follows "
+                    f"{len(attempts)} earlier attempts; rounds must run 0, 1, 2, ... once each"
+                )
+            attempts.append(attempt)
+    return by_task
+
+
+class _AttemptWriter:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def write(self, attempts: list[Attempt]) -> None:
+        for attempt in attempts:
+            self.handle.write(to_json_line(attempt))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@dataclass
+class _State:
+    task: Task
+    last: Optional[Attempt] = None
+
+    def next_prompt(self) -> Prompt:
+        if self.last is None:
+            return Prompt(self.task.task_id, 0, initial_messages(self.task))
+        result = RunResult.model_validate(self.last.result)
+        return Prompt(self.task.task_id, self.last.round + 1, repair_messages(self.task, self.last.code, result))
+
+
+def _execute(executor: Executor, requests: list, infra_retries: int) -> list[Optional[RunResult]]:
+    """Run a batch, resending retryable infra errors; what stays an infra error comes back as None."""
+    results: list[Optional[RunResult]] = [None] * len(requests)
+    pending = list(range(len(requests)))
+    last_problem = ""
+    for _ in range(infra_retries + 1):
+        try:
+            answers = executor.run_batch([requests[i] for i in pending])
+        except Exception as exc:  # transport failures of any executor: nothing was judged
+            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
+        if len(answers) != len(pending):
+            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
+        retry = []
+        for index, answer in zip(pending, answers):
+            if answer.status == RunStatus.COMPLETED:
+                results[index] = answer
+            else:
+                last_problem = answer.infra_message or "infra error"
+                if answer.retryable:
+                    retry.append(index)
+        pending = retry
+        if not pending:
+            break
+    if requests and all(r is None for r in results):
+        raise ExecutorUnavailable(f"the executor could not judge any program of a batch: {last_problem}")
+    return results
+
+
+def refine(
+    tasks: list[Task],
+    sampler: Sampler,
+    executor: Executor,
+    out_path: str | Path,
+    max_rounds: int = 5,
+    *,
+    wave_size: int = 256,
+    infra_retries: int = 2,
+    progress: bool = True,
+    extract: Callable[[str, Task], str] = lambda reply, task: extract_code(reply, task.entry_point, task.prompt),
+) -> RefineSummary:
+    """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds."""
+    if max_rounds < 0:
+        raise ValueError("max_rounds must be 0 or more")
+    if not 1 <= wave_size <= MAX_TESTS:
+        raise ValueError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
+    out_path = Path(out_path)
+    done_before = load_trajectories(out_path, repair=True)
+    summary = RefineSummary(tasks=len(tasks))
+    active: list[_State] = []
+    for task in tasks:
+        attempts = done_before.get(task.task_id, [])
+        last = attempts[-1] if attempts else None
+        if last is not None and last.passed:
+            summary.passed += 1
+            summary.pass_round[task.task_id] = last.round
+        elif last is not None and last.round >= max_rounds:
+            summary.failed += 1
+        else:
+            active.append(_State(task, last))
+    summary.already_done = summary.passed + summary.failed
+
+    writer = _AttemptWriter(out_path)
+    bar = tqdm(total=len(tasks), initial=summary.already_done, desc="refine", unit="task", disable=not progress)
+    try:
+        for start in range(0, len(active), wave_size):
+            wave = active[start : start + wave_size]
+            while wave:
+                prompts = [state.next_prompt() for state in wave]
+                replies = sampler.generate(prompts)
+                if len(replies) != len(prompts):
+                    raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
+                codes = [extract(reply, state.task) for reply, state in zip(replies, wave)]
+                requests = [to_request(state.task, code) for state, code in zip(wave, codes)]
+                results = _execute(executor, requests, infra_retries)
+
+                written, still_active = [], []
+                for state, prompt, reply, code, result in zip(wave, prompts, replies, codes, results):
+                    if result is None:
+                        summary.unfinished += 1  # no attempt written: a later run tries this round again
+                        bar.update(1)
+                        continue
+                    attempt = Attempt(
+                        task_id=state.task.task_id, round=prompt.round, code=code, passed=result.passed,
+                        result=result.model_dump(mode="json"), response=reply, messages=prompt.messages,
+                        sampler=sampler.name,
+                    )
+                    written.append(attempt)
+                    state.last = attempt
+                    if attempt.passed:
+                        summary.passed += 1
+                        summary.pass_round[state.task.task_id] = attempt.round
+                    elif attempt.round >= max_rounds:
+                        summary.failed += 1
+                    else:
+                        still_active.append(state)
+                writer.write(written)
+                summary.attempts_written += len(written)
+                bar.update(len(wave) - len(still_active) - (len(results) - len(written)))
+                last_round = max(p.round for p in prompts)
+                bar.set_postfix(passed=summary.passed, failed=summary.failed, round=last_round, refresh=False)
+                wave = still_active
+    finally:
+        bar.close()
+        writer.close()
+    return summary

@@ -1,0 +1,31 @@
+"""The one interface every sampler offers: a batch of prompts in, one reply per prompt out, in order."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+class SamplerError(RuntimeError):
+    """The sampler cannot produce replies (server unreachable, model missing); the message says what to fix."""
+
+
+@dataclass
+class Prompt:
+    """One request: the chat messages, plus which task and round it is for (scripted samplers key on them)."""
+
+    task_id: str
+    round: int
+    messages: list[dict[str, str]]
+
+
+class Sampler(abc.ABC):
+    #: Recorded in every attempt, e.g. ``hf:/path/to/model`` or ``openai:gpt-4o``.
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def generate(self, prompts: list[Prompt]) -> list[str]:
+        """One reply per prompt, in order. Implementations batch or run requests concurrently themselves."""
+
+    def close(self) -> None:
+        """Release clients or models."""

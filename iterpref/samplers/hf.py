@@ -1,0 +1,87 @@
+"""A local transformers model; the default is the bundled SmolLM2-135M-Instruct.
+
+Prompts go through the model's chat template and are generated in batches with left padding, so every row's
+reply starts at the same position and can be cut off after the prompt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from iterpref.samplers.base import Prompt, Sampler, SamplerError
+
+
+class HFSampler(Sampler):
+    def __init__(
+        self,
+        model_path: Optional[str | Path] = None,
+        *,
+        batch_size: int = 8,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        max_new_tokens: int = 512,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = False,
+    ):
+        if batch_size < 1 or max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be at least 1")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if model_path is None:
+            from iterpref.bundled import BundledModelMissing, smollm2_dir
+
+            try:
+                model_path = smollm2_dir()
+            except BundledModelMissing as exc:
+                raise SamplerError(str(exc)) from None
+        self.name = f"hf:{model_path}"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+            self.model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise SamplerError(f"cannot load a transformers model from {model_path}: {exc}") from None
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.torch = torch
+        self.device = device
+        self.batch_size = batch_size
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.progress = progress
+        self._batches = 0
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def generate(self, prompts: list[Prompt]) -> list[str]:
+        replies: list[str] = []
+        starts = range(0, len(prompts), self.batch_size)
+        for start in tqdm(starts, desc="sampling", unit="batch", disable=not self.progress or len(starts) < 2):
+            texts = [self._render(p.messages) for p in prompts[start : start + self.batch_size]]
+            # The template already holds the special tokens; adding them again would double the BOS.
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            # One seed per batch: a rerun with the same seed and batch order reproduces the replies.
+            self.torch.manual_seed(self.seed + self._batches)
+            self._batches += 1
+            sampling = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+            with self.torch.no_grad():
+                output = self.model.generate(
+                    **batch,
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **(sampling if self.temperature > 0 else {"do_sample": False}),
+                )
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            replies.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        return replies

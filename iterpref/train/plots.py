@@ -1,0 +1,45 @@
+"""Training curves from metrics.jsonl -> one PNG (loss terms, rewards, accuracy, mask size)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PANELS = [
+    ("loss", ["loss", "loss/dpo", "loss/nll"]),
+    ("rewards", ["rewards/chosen", "rewards/rejected", "rewards/margins"]),
+    ("accuracy", ["rewards/accuracies"]),
+    ("rejected tokens in mask", ["mask/rejected_tokens"]),
+]
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path:
+    """Draw each panel's series against the optimiser step; series absent from the log are skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    records = [r for r in read_metrics(metrics_path) if "loss" in r]
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
+    for ax, (name, keys) in zip(axes, PANELS):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                ax.plot(*zip(*points), marker=".", label=key)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,215 @@
+"""`train(config)`: pairs JSONL -> tokenized pairs with masks -> cached reference log-probs -> Trainer -> outputs.
+
+Reads top to bottom. Works as a single process or under ``torchrun`` / ``accelerate launch`` (DDP, FSDP,
+DeepSpeed ZeRO-3 from iterpref/configs/); every process runs this same function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from iterpref.cli import UserError
+from iterpref.records import Pair, load_records
+from iterpref.train.config import TrainConfig
+from iterpref.train.data import DROP_REASONS, PairCollator, PairTokenizer, tokenize_pairs
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics_path: Path
+    curves_path: Optional[Path]
+    final_dir: Optional[Path]
+    pairs_used: int
+    dropped: dict[str, int]
+    ref_cache: Optional[Path]
+    ref_cache_hit: bool
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_pairs(path: str) -> list[Pair]:
+    if not path:
+        raise UserError("no pairs file given; pass --pairs FILE (written by `iterpref pairs`)")
+    if not Path(path).is_file():
+        raise UserError(f"pairs file {path} does not exist")
+    try:
+        return load_records(path, Pair)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"pairs file is malformed: {exc}") from None
+
+
+def bundled_model_dir() -> Path:
+    """The bundled model folder; a file lock keeps concurrent processes from converting it twice."""
+    import fcntl
+
+    from iterpref.bundled import cache_root, smollm2_dir
+
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / ".smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return smollm2_dir()
+
+
+def resolve_bf16(setting: str) -> bool:
+    import torch
+
+    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting == "yes" and not available:
+        raise UserError("--bf16 yes needs a CUDA GPU with bfloat16 support; use --bf16 auto or no")
+    return available if setting == "auto" else setting == "yes"
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train with the focal loss (or a baseline preset) as ``config`` says; returns where everything went."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    mask_mode, alpha, dpo_weight = config.resolved()
+    pairs = load_pairs(config.pairs)
+
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from iterpref.train.plots import plot_curves
+    from iterpref.train.reference import reference_logps, remove_shares
+    from iterpref.train.trainer import FocalDPOTrainer, MetricsJsonl
+
+    # The launcher's environment says who we are; the process group is set up later by TrainingArguments,
+    # which must come after the model is loaded in full (DeepSpeed ZeRO-3 would otherwise shard it at load).
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    main = rank == 0
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bf16 = resolve_bf16(config.bf16)
+
+    # 1. Model folder and tokenizer.
+    if config.model:
+        model_dir = Path(config.model)
+        if not (model_dir / "config.json").is_file():
+            raise UserError(f"--model {model_dir} is not a Hugging Face model folder (no config.json)")
+    else:
+        from iterpref.bundled import BundledModelMissing
+
+        try:
+            model_dir = bundled_model_dir()
+        except BundledModelMissing as exc:
+            raise UserError(str(exc)) from None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise UserError(f"tokenizer of {model_dir} has neither a pad nor an EOS token")
+
+    # 2. Tokenize once; masks are built here, not per step.
+    try:
+        pair_tokenizer = PairTokenizer(tokenizer, mask_mode, config.context_lines, config.max_length, config.layout)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    kept, dropped = tokenize_pairs(pairs, pair_tokenizer, progress=config.progress and main)
+    summary = {
+        "pairs_read": len(pairs), "pairs_used": len(kept),
+        "dropped": {reason: dropped.get(reason, 0) for reason in DROP_REASONS},
+        "mask": mask_mode, "alpha": alpha, "beta": config.beta, "loss": config.loss, "layout": pair_tokenizer.layout,
+        "rejected_tokens_in_mask": sum(sum(p.rejected_mask) for p in kept),
+        "rejected_tokens_total": sum(len(p.rejected_ids) for p in kept),
+    }
+    if main:
+        (output_dir / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        dropped_text = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
+        print(f"iterpref train: {len(kept)} of {len(pairs)} pairs used; dropped: {dropped_text}", flush=True)
+    if not kept:
+        raise UserError(f"no usable pairs in {config.pairs} (dropped: {summary['dropped']}); "
+                        "check --max-length and that chosen differs from rejected")
+    examples = [p.as_dict() for p in kept]
+    collator = PairCollator(pad_token_id=pad_id)
+
+    # 3. The model, loaded in full precision on every process (DeepSpeed/FSDP shard it inside the Trainer).
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+    # 4. Reference log-probs with the frozen starting weights, cached on disk; SFT needs none.
+    ref_path, ref_hit = None, False
+    if dpo_weight > 0:
+        cache_dir = Path(config.ref_cache_dir) if config.ref_cache_dir else output_dir / "ref_cache"
+        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        model.to(device)
+        setting = f"mask={mask_mode}|ctx={config.context_lines}|bf16={bf16}|layout={pair_tokenizer.layout}"
+        ref, ref_path, ref_hit = reference_logps(
+            model, model_dir, examples, collator, cache_dir, setting, batch_size=config.ref_batch_size,
+            autocast_dtype=torch.bfloat16 if bf16 else None, rank=rank, world_size=world_size,
+        )
+        model.to("cpu")  # the Trainer places (or shards) it
+        if main:
+            print(f"iterpref train: reference log-probs {'read from' if ref_hit else 'cached in'} {ref_path}", flush=True)
+    else:
+        ref = torch.zeros((len(examples), 2))
+    for example, (chosen, rejected) in zip(examples, ref.tolist()):
+        example["ref_chosen_logps"], example["ref_rejected_logps"] = chosen, rejected
+
+    # 5. The Trainer.
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of all steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        bf16=bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=[],
+        disable_tqdm=not config.progress,
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),  # without it, accelerate does not set up DDP across CPU processes
+    )
+    _ = args.device  # sets up the process group under a launcher
+    state = args.distributed_state or PartialState()
+    state.wait_for_everyone()
+    if ref_path is not None and main and world_size > 1:
+        remove_shares(ref_path, world_size)
+    metrics_path = output_dir / "metrics.jsonl"
+    trainer = FocalDPOTrainer(
+        model=model, args=args, data_collator=collator, train_dataset=examples, processing_class=tokenizer,
+        callbacks=[MetricsJsonl(metrics_path)], beta=config.beta, alpha=alpha, dpo_weight=dpo_weight,
+    )
+    resume: Any = None
+    if config.resume:
+        resume = True if config.resume == "latest" else config.resume
+        if resume is not True and not Path(resume).is_dir():
+            raise UserError(f"--resume {resume} is not a checkpoint folder")
+        if resume is True and not list(output_dir.glob("checkpoint-*")):
+            raise UserError(f"--resume latest: no checkpoint-* folder in {output_dir}")
+    trainer.train(resume_from_checkpoint=resume)
+
+    # 6. Outputs.
+    final_dir = None
+    if config.save_model:
+        final_dir = output_dir / "final"
+        trainer.save_model(str(final_dir))
+    curves = None
+    if main and metrics_path.is_file():
+        curves = plot_curves(metrics_path, output_dir / "curves.png", title=f"{config.loss} (mask={mask_mode}, alpha={alpha})")
+        (output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    state.wait_for_everyone()
+    return TrainResult(
+        output_dir=output_dir, metrics_path=metrics_path, curves_path=curves, final_dir=final_dir,
+        pairs_used=len(kept), dropped=summary["dropped"], ref_cache=ref_path, ref_cache_hit=ref_hit,
+        log_history=list(trainer.state.log_history),
+    )

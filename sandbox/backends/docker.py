@@ -1,0 +1,183 @@
+"""The docker backend: each batch goes to warm, hardened runner containers (see docker_pool.py).
+
+A batch is split into a few chunks, one container per chunk; inside a container the runner gives every program
+its own process and work directory. A container whose runner did not answer properly (host deadline, OOM kill,
+died, or printed something that is not a valid answer) says nothing trustworthy about the programs it held:
+when it held several, each is run again alone so one hostile program cannot decide its neighbours' verdicts;
+when it held one, that program gets the verdict for what happened to the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from pydantic import ValidationError
+
+from sandbox.backends.base import Backend
+from sandbox.backends.docker_pool import ContainerPool, ContainerSpec, Exchange, WarmContainer
+from sandbox.models import RunRequest, RunResult, RunStatus, TestResult, Verdict
+
+log = logging.getLogger("sandbox.docker")
+
+# Memory the runner itself and the container's init need besides the programs' own limits.
+_RUNNER_OVERHEAD_MB = 96
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    pool_size: int = 4
+    spec: ContainerSpec = ContainerSpec()
+    workers_per_container: int = 0  # 0: one per CPU of the container's quota
+    min_runs_per_container: int = 8  # smaller chunks waste containers, each costs ~0.2 s of engine work
+    acquire_timeout_s: float = 60.0
+    deadline_slack_s: float = 5.0
+
+
+def chunk_sizes(n_runs: int, pool_size: int, min_per_chunk: int) -> list[int]:
+    """Split ``n_runs`` into at most ``pool_size`` nearly equal chunks of at least ``min_per_chunk`` runs."""
+    chunks = max(1, min(pool_size, n_runs // max(1, min_per_chunk)))
+    base, extra = divmod(n_runs, chunks)
+    return [base + (1 if i < extra else 0) for i in range(chunks)]
+
+
+def run_budget_s(request: RunRequest) -> float:
+    """Upper bound on one program's runner time: loading it plus every test at its time limit."""
+    n_tests = len(request.tests) if request.tests is not None else 50  # a test file: assume a generous count
+    return request.limits.time_s * (n_tests + 1) + 0.5
+
+
+def deadline_s(requests: list[RunRequest], workers: int, slack_s: float) -> float:
+    """Host-side deadline for a container: list scheduling on ``workers`` finishes within sum/workers + max."""
+    budgets = [run_budget_s(r) for r in requests]
+    return slack_s + sum(budgets) / workers + max(budgets)
+
+
+def whole_run_result(request: RunRequest, verdict: Verdict, error_type: str, message: str) -> RunResult:
+    """A completed result giving every test of ``request`` the same verdict (for a test file: one entry)."""
+    ids = [t.id for t in request.tests] if request.tests is not None else ["test_file"]
+    tests = [TestResult(id=i, verdict=verdict, error_type=error_type, message=message) for i in ids]
+    return RunResult(status=RunStatus.COMPLETED, passed=False, counts={verdict: len(tests)}, tests=tests)
+
+
+def parse_results(exchange: Exchange, requests: list[RunRequest]) -> Optional[list[RunResult]]:
+    """The runner's answer if it exited cleanly and its answer is well formed and matches the requests (count
+    and test ids), else None: anything else means the answer cannot be trusted."""
+    if exchange.runner_exit != 0:
+        return None
+    try:
+        payload = json.loads(exchange.runner_stdout)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        return None
+    if len(payload["results"]) != len(requests):
+        return None
+    try:
+        results = [RunResult.model_validate(item) for item in payload["results"]]
+    except ValidationError:
+        return None
+    for request, result in zip(requests, results):
+        if request.tests is not None and result.status == RunStatus.COMPLETED:
+            if [t.id for t in result.tests] != [t.id for t in request.tests]:
+                return None
+    return results
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, settings: DockerSettings = DockerSettings(), *, pool: Optional[ContainerPool] = None):
+        self.settings = settings
+        self.pool = pool or ContainerPool(settings.spec, settings.pool_size)
+        self.workers = settings.workers_per_container or max(1, math.ceil(settings.spec.cpus))
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def ready(self) -> tuple[bool, str]:
+        return self.pool.ready()
+
+    def pool_stats(self) -> dict[str, int]:
+        return {"idle": self.pool.idle, "busy": self.pool.busy, "starting": self.pool.starting, "size": self.pool.size}
+
+    async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
+        sizes = chunk_sizes(len(requests), self.pool.size, self.settings.min_runs_per_container)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        parts = await asyncio.gather(*(self._run_chunk(requests[s : s + n]) for s, n in zip(starts, sizes)))
+        return [result for part in parts for result in part]
+
+    async def _run_chunk(self, requests: list[RunRequest]) -> list[RunResult]:
+        try:
+            container = await self.pool.acquire(self.settings.acquire_timeout_s)
+        except asyncio.TimeoutError:
+            reason = self.pool.last_error or "all busy"
+            message = f"no runner container became free within {self.settings.acquire_timeout_s:.0f}s ({reason})"
+            return [RunResult.infra_error(message, retryable=True) for _ in requests]
+        try:
+            return await self._serve(container, requests)
+        finally:
+            self.pool.release(container)
+
+    async def _serve(self, container: WarmContainer, requests: list[RunRequest]) -> list[RunResult]:
+        workers = min(self.workers, len(requests))
+        need_mb = max(r.limits.memory_mb for r in requests) * workers + _RUNNER_OVERHEAD_MB
+        if need_mb > container.memory_mb:
+            await asyncio.to_thread(self.pool.set_memory, container, need_mb)
+        job = json.dumps({"runs": [r.model_dump(mode="json") for r in requests], "workers": workers}).encode()
+        exchange = await self.pool.exchange(container, job, deadline_s(requests, workers, self.settings.deadline_slack_s))
+        results = parse_results(exchange, requests)
+        if results is not None:
+            return results
+        state = await asyncio.to_thread(self.pool.final_state, container.id)
+        self._log_failure(container, exchange, state, len(requests))
+        if len(requests) > 1 and state:
+            # Find out which program broke the container: each runs again in a container of its own.
+            alone = await asyncio.gather(*(self._run_chunk([r]) for r in requests))
+            return [parts[0] for parts in alone]
+        return [self._verdict_for_broken_container(r, exchange, state) for r in requests]
+
+    @staticmethod
+    def _verdict_for_broken_container(request: RunRequest, exchange: Exchange, state: dict) -> RunResult:
+        if not state:
+            return RunResult.infra_error("the runner container vanished mid-run (removed or engine restarted)", retryable=True)
+        if state.get("OOMKilled"):
+            return whole_run_result(
+                request, Verdict.MEMORY, "MemoryError", "the container's memory limit was hit (OOM kill)"
+            )
+        if exchange.timed_out:
+            return whole_run_result(
+                request, Verdict.TIMEOUT, "TimeoutError", "the runner stopped answering; the host deadline killed it"
+            )
+        if exchange.answered:
+            why = f"the runner exited with status {exchange.runner_exit} and no valid answer"
+        else:
+            why = f"the container's guard was stopped (container exit status {state.get('ExitCode')})"
+        return whole_run_result(
+            request, Verdict.ERROR, "HarnessSubverted", f"{why}; the program killed or subverted the harness"
+        )
+
+    @staticmethod
+    def _log_failure(container: WarmContainer, exchange: Exchange, state: dict, n_runs: int) -> None:
+        log.warning(
+            json.dumps(
+                {
+                    "event": "runner_failed",
+                    "container": container.id[:12],
+                    "runs": n_runs,
+                    "timed_out": exchange.timed_out,
+                    "oom_killed": bool(state.get("OOMKilled")),
+                    "exit_code": state.get("ExitCode"),
+                    "runner_exit": exchange.runner_exit,
+                    "foreign_stdout_bytes": exchange.foreign_bytes,
+                    "stderr_tail": exchange.stderr_tail[-500:],
+                }
+            )
+        )

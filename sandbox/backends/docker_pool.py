@@ -1,0 +1,434 @@
+"""A warm pool of pre-started, hardened runner containers (isolation and scheduling for the docker backend).
+
+Each container's main process is ``python3 /opt/sandbox/runner.py`` blocking on its stdin, and the pool holds an
+attached socket to it. Serving a job is then only: write the job, half-close stdin, read the demultiplexed
+stdout until the runner's JSON is complete. A container serves one job and is destroyed; the pool starts its
+replacement in the background. Containers are labelled so that orphans can be found and removed.
+
+If the owning process dies, its attach socket closes, the runner sees end-of-input and exits, and the next
+reaper pass (this or another instance's) removes the stopped container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+import docker
+import docker.errors
+
+log = logging.getLogger("sandbox.docker")
+
+ROLE_LABEL = "iterpref.sandbox"
+OWNER_LABEL = "iterpref.sandbox.owner"
+RUNNER_ROLE = "runner"
+DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
+HEADER = b"IPSB1"  # must match sandbox/backends/container_guard.py
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How every runner container is confined. Defaults suit a small host; the service exposes them as flags."""
+
+    image: str = DEFAULT_RUNNER_IMAGE
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    pids_limit: int = 256
+    tmpfs_mb: int = 64
+    user: str = "10001:10001"
+
+    def create_kwargs(self, api: docker.APIClient, labels: dict[str, str]) -> dict:
+        """Arguments for the low-level ``create_container``: stdin open and closed after the one attach."""
+        host_config = api.create_host_config(
+            network_mode="none",
+            read_only=True,
+            # Only the work directory is writable; noexec keeps dropped binaries from running.
+            tmpfs={"/work": f"size={self.tmpfs_mb}m,mode=1777,noexec,nosuid,nodev"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit,
+            mem_limit=f"{self.memory_mb}m",
+            memswap_limit=f"{self.memory_mb}m",  # equal: no swap, so going over is an OOM kill
+            nano_cpus=int(self.cpus * 1e9),
+            init=True,
+            log_config={"type": "none"},
+            ipc_mode="private",
+        )
+        return dict(
+            image=self.image,
+            user=self.user,
+            stdin_open=True,
+            detach=False,  # with stdin_open this sets StdinOnce: the runner sees EOF when our attach closes
+            environment={"TMPDIR": "/work", "HOME": "/work", "PYTHONDONTWRITEBYTECODE": "1"},
+            working_dir="/work",
+            labels=labels,
+            host_config=host_config,
+        )
+
+
+@dataclass
+class WarmContainer:
+    """A started runner container with our socket attached to its stdin, stdout and stderr."""
+
+    id: str
+    memory_mb: int
+    sock: socket.socket
+    _io: object = field(repr=False)  # the SDK's socket wrapper; kept so the socket stays open
+    created_at: float = field(default_factory=time.monotonic)
+
+    def close_socket(self) -> None:
+        for closer in (getattr(self._io, "close", None), self.sock.close):
+            try:
+                if closer:
+                    closer()
+            except OSError:
+                pass
+
+
+@dataclass
+class Exchange:
+    """What came back from one job: the runner's exit status and stdout as vouched for by the guard, or how
+    the exchange failed (no guard header: the guard was killed, the container died, or the deadline hit)."""
+
+    runner_exit: Optional[int] = None
+    runner_stdout: bytes = b""
+    timed_out: bool = False
+    stderr_tail: str = ""
+    foreign_bytes: int = 0  # stdout bytes before the guard's header: written by something else in the container
+
+    @property
+    def answered(self) -> bool:
+        return self.runner_exit is not None
+
+
+class FrameReader:
+    """Demultiplexes Docker's non-tty attach stream (8-byte header: stream id, size; then the payload) and finds
+    the guard's answer: ``IPSB1 <nonce> <exit> <length>\n`` then ``length`` bytes of the runner's stdout."""
+
+    _FRAME = struct.Struct(">BxxxL")
+    _KEEP_SCANNING = 256  # bytes kept while looking for the header; more than a header line
+
+    def __init__(self, nonce: bytes) -> None:
+        self._marker = HEADER + b" " + nonce + b" "
+        self._buffer = bytearray()
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.foreign_bytes = 0
+        self._body_start: Optional[int] = None
+        self.runner_exit: Optional[int] = None
+        self._length = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        while len(self._buffer) >= 8:
+            stream, size = self._FRAME.unpack_from(self._buffer)
+            if len(self._buffer) < 8 + size:
+                return
+            data = bytes(self._buffer[8 : 8 + size])
+            del self._buffer[: 8 + size]
+            if stream == 2:
+                self.stderr += data
+                del self.stderr[: max(0, len(self.stderr) - 4096)]  # only the tail is ever reported
+            else:
+                self._stdout(data)
+
+    def _stdout(self, data: bytes) -> None:
+        self.stdout += data
+        if self._body_start is not None:
+            return
+        at = self.stdout.find(self._marker)
+        newline = self.stdout.find(b"\n", at) if at >= 0 else -1
+        if at < 0 or newline < 0:
+            # Keep memory bounded whatever a candidate floods the stream with.
+            drop = max(0, len(self.stdout) - self._KEEP_SCANNING)
+            self.foreign_bytes += drop
+            del self.stdout[:drop]
+            return
+        try:
+            exit_text, length_text = self.stdout[at + len(self._marker) : newline].split()
+            self.runner_exit, self._length = int(exit_text), int(length_text)
+        except ValueError:
+            return
+        self.foreign_bytes += at
+        del self.stdout[: newline + 1]
+        self._body_start = 0
+
+    def done(self) -> bool:
+        return self._body_start is not None and len(self.stdout) >= self._length
+
+    def answer(self) -> tuple[Optional[int], bytes]:
+        if not self.done():
+            return None, b""
+        return self.runner_exit, bytes(self.stdout[: self._length])
+
+
+class ContainerPool:
+    """Keeps ``size`` runner containers started and attached; hands each out once."""
+
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        size: int,
+        *,
+        client: Optional[docker.DockerClient] = None,
+        owner: Optional[str] = None,
+        parallel_starts: int = 2,
+        reap_interval_s: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1, got {size}")
+        self.spec = spec
+        self.size = size
+        self.owner = owner or uuid.uuid4().hex[:12]
+        self._client = client
+        self._parallel_starts = parallel_starts
+        self._reap_interval_s = reap_interval_s
+        self._idle: asyncio.Queue[WarmContainer] = asyncio.Queue()
+        self._starting = 0
+        self._busy: dict[str, WarmContainer] = {}
+        self._known: set[str] = set()  # every container of ours not yet removed, whatever its state
+        self._background: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.last_error: Optional[str] = None
+        self.docker_reachable = False
+        self.started_total = 0
+
+    # ----- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(max_pool_size=32)
+        return self._client
+
+    async def start(self) -> None:
+        """Reap orphans, check the image, then fill the pool in the background."""
+        await asyncio.to_thread(self._check_engine_and_image)
+        await asyncio.to_thread(self.reap, False)
+        self._spawn(self._fill_forever())
+        self._spawn(self._maintain_forever())
+
+    def _check_engine_and_image(self) -> None:
+        try:
+            self.client.ping()
+        except Exception as exc:  # the SDK raises several types for "no engine"
+            raise RuntimeError(f"cannot reach the Docker engine ({exc}); start it (e.g. .ci/docker-engine.sh)") from exc
+        self.docker_reachable = True
+        try:
+            self.client.images.get(self.spec.image)
+        except docker.errors.ImageNotFound:
+            raise RuntimeError(
+                f"runner image {self.spec.image!r} not found; build it with images/build-images.sh"
+            ) from None
+
+    async def close(self) -> None:
+        """Stop refilling, destroy every container this pool made (idle, busy, or still starting)."""
+        self._closing = True
+        self._wake.set()
+        for task in list(self._background):
+            if not task.get_name().startswith("destroy"):
+                task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        while not self._idle.empty():
+            self._destroy_soon(self._idle.get_nowait())
+        for container in list(self._busy.values()):
+            self._destroy_soon(container)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        # Anything a cancelled start left behind still carries our owner label.
+        await asyncio.to_thread(self.reap, True)
+
+    def _spawn(self, coro, name: str = "pool") -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # ----- state for /readyz and /metrics ----------------------------------------------------------------------
+
+    @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    @property
+    def busy(self) -> int:
+        return len(self._busy)
+
+    @property
+    def starting(self) -> int:
+        return self._starting
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.docker_reachable:
+            return False, f"Docker engine unreachable: {self.last_error or 'not checked yet'}"
+        if self.idle == 0 and self.busy == 0:
+            return False, f"no runner container started yet ({self.last_error or 'warming up'})"
+        return True, f"{self.idle} idle, {self.busy} busy, {self.starting} starting"
+
+    # ----- handing out containers ------------------------------------------------------------------------------
+
+    async def acquire(self, timeout_s: float) -> WarmContainer:
+        """The next warm container (waiting up to ``timeout_s``); the pool starts its replacement at once."""
+        container = await asyncio.wait_for(self._idle.get(), timeout_s)
+        self._busy[container.id] = container
+        self._wake.set()
+        return container
+
+    def release(self, container: WarmContainer) -> None:
+        """A used container is never reused: destroy it in the background."""
+        self._busy.pop(container.id, None)
+        self._destroy_soon(container)
+
+    def _destroy_soon(self, container: WarmContainer) -> None:
+        container.close_socket()
+        self._spawn(asyncio.to_thread(self._remove, container.id), name=f"destroy-{container.id[:12]}")
+
+    def _remove(self, container_id: str) -> None:
+        self._known.discard(container_id)
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                log.warning(json.dumps({"event": "remove_failed", "container": container_id[:12], "error": str(exc)}))
+
+    # ----- one job ---------------------------------------------------------------------------------------------
+
+    async def exchange(self, container: WarmContainer, job: bytes, deadline_s: float) -> Exchange:
+        """Send ``job`` to the runner (through the guard) and read its answer; past ``deadline_s`` the container
+        is killed."""
+        loop = asyncio.get_running_loop()
+        nonce = secrets.token_hex(16).encode()
+        reader = FrameReader(nonce)
+
+        async def talk() -> None:
+            await loop.sock_sendall(container.sock, nonce + b"\n" + job)
+            container.sock.shutdown(socket.SHUT_WR)  # the guard's stdin reaches EOF
+            while not reader.done():
+                chunk = await loop.sock_recv(container.sock, 1 << 18)
+                if not chunk:
+                    return
+                reader.feed(chunk)
+
+        result = Exchange()
+        try:
+            await asyncio.wait_for(talk(), deadline_s)
+        except asyncio.TimeoutError:
+            result.timed_out = True
+            await asyncio.to_thread(self._kill, container.id)
+        except OSError as exc:  # the engine dropped the connection: reported like a missing answer
+            reader.stderr += f"\n[attach connection failed: {exc}]".encode()
+        result.runner_exit, result.runner_stdout = reader.answer()
+        result.stderr_tail = reader.stderr.decode("utf-8", "replace")
+        result.foreign_bytes = reader.foreign_bytes
+        return result
+
+    def _kill(self, container_id: str) -> None:
+        try:
+            self.client.api.kill(container_id)
+        except docker.errors.APIError:
+            pass  # already gone
+
+    def final_state(self, container_id: str, wait_s: float = 5.0) -> dict:
+        """The container's State after it stopped (OOMKilled, ExitCode); {} if it is gone."""
+        try:
+            self.client.api.wait(container_id, timeout=wait_s)
+        except Exception:  # still running after wait_s, or gone: inspect tells which
+            pass
+        try:
+            return self.client.api.inspect_container(container_id)["State"]
+        except docker.errors.NotFound:
+            return {}
+
+    def set_memory(self, container: WarmContainer, memory_mb: int) -> None:
+        """Raise a warm container's memory cap (and swap cap, equal) before a job that needs more."""
+        self.client.api.update_container(container.id, mem_limit=f"{memory_mb}m", memswap_limit=f"{memory_mb}m")
+        container.memory_mb = memory_mb
+
+    # ----- keeping the pool full -------------------------------------------------------------------------------
+
+    async def _fill_forever(self) -> None:
+        failures = 0
+        while not self._closing:
+            deficit = self.size - (self.idle + self._starting)
+            if deficit <= 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = min(deficit, self._parallel_starts)
+            self._starting += batch
+            outcomes = await asyncio.gather(
+                *(asyncio.to_thread(self._start_one) for _ in range(batch)), return_exceptions=True
+            )
+            self._starting -= batch
+            for outcome in outcomes:
+                if isinstance(outcome, WarmContainer):
+                    if self._closing:
+                        self._destroy_soon(outcome)
+                    else:
+                        self._idle.put_nowait(outcome)
+                        self.started_total += 1
+                    failures = 0
+                elif isinstance(outcome, BaseException):
+                    failures += 1
+                    self.last_error = str(outcome)
+                    log.error(json.dumps({"event": "runner_start_failed", "error": str(outcome)}))
+            if failures:
+                # Back off when the engine or image is broken instead of spinning on errors.
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    def _start_one(self) -> WarmContainer:
+        api = self.client.api
+        labels = {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: self.owner}
+        created = api.create_container(**self.spec.create_kwargs(api, labels))
+        container_id = created["Id"]
+        self._known.add(container_id)
+        try:
+            api.start(container_id)
+            io = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            sock = getattr(io, "_sock", io)
+            sock.setblocking(False)
+        except BaseException:
+            self._remove(container_id)
+            raise
+        self.docker_reachable = True
+        return WarmContainer(id=container_id, memory_mb=self.spec.memory_mb, sock=sock, _io=io)
+
+    async def _maintain_forever(self) -> None:
+        """Check the engine and reap orphans periodically."""
+        while not self._closing:
+            await asyncio.sleep(self._reap_interval_s)
+            try:
+                await asyncio.to_thread(self.client.ping)
+                self.docker_reachable = True
+                await asyncio.to_thread(self.reap, False)
+            except Exception as exc:
+                self.docker_reachable = False
+                self.last_error = str(exc)
+
+    def reap(self, everything_of_ours: bool) -> int:
+        """Remove orphaned runner containers: stopped ones of any owner, running ones of ours we do not track
+        (or all of ours when closing), and ones stuck in 'created' for over a minute. Returns how many."""
+        removed = 0
+        for info in self.client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"}):
+            ours = info["Labels"].get(OWNER_LABEL) == self.owner
+            if ours and info["Id"] in self._busy and not everything_of_ours:
+                continue  # its job's outcome is still being read
+            state = info.get("State", "")
+            stale_created = state == "created" and time.time() - info.get("Created", 0) > 60
+            leaked = ours and (everything_of_ours or info["Id"] not in self._known)
+            if state in ("exited", "dead") or stale_created or leaked:
+                self._remove(info["Id"])
+                removed += 1
+        if removed:
+            log.info(json.dumps({"event": "reaped", "containers": removed}))
+        return removed

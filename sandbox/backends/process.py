@@ -1,0 +1,168 @@
+"""The ``process`` backend: the runner as a local subprocess, in fresh network and PID namespaces when allowed.
+
+Weaker than containers (same filesystem, same user, no cgroup memory accounting); it serves development and
+tests. See docs/runner.md for what it does and does not isolate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sandbox.backends.base import Backend
+from sandbox.models import RunRequest, RunResult
+
+log = logging.getLogger(__name__)
+
+RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
+_NAMESPACE_COMMANDS = (
+    ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"],
+    ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"],
+)
+
+
+@lru_cache(maxsize=None)
+def namespace_prefix() -> tuple[str, ...]:
+    """The first ``unshare`` invocation this kernel permits, or () with a logged warning."""
+    if shutil.which("unshare") is None:
+        log.warning("process backend: `unshare` not found; running without network/PID namespaces")
+        return ()
+    for command in _NAMESPACE_COMMANDS:
+        try:
+            probe = subprocess.run([*command, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return tuple(command)
+    log.warning("process backend: the kernel refused new network/PID namespaces; running without them")
+    return ()
+
+
+def runner_command(isolate: bool = True, python: str = sys.executable) -> list[str]:
+    # -I: no PYTHONPATH, no user site, and the runner's directory is not importable by the candidate.
+    prefix = list(namespace_prefix()) if isolate else []
+    return [*prefix, python, "-I", str(RUNNER)]
+
+
+def batch_deadline(requests: list[RunRequest], workers: int) -> float:
+    """Host-side seconds for a whole batch: every test at its limit, plus slack for kills and start-up."""
+    total = 0.0
+    for request in requests:
+        tests = len(request.tests) if request.tests is not None else 50
+        total += (tests + 1) * (request.limits.time_s + 2.5)
+    return total / max(workers, 1) + 30.0
+
+
+def encode(requests: list[RunRequest], workers: int) -> bytes:
+    return json.dumps({"runs": [r.model_dump(mode="json") for r in requests], "workers": workers}).encode()
+
+
+def decode(requests: list[RunRequest], returncode: int, stdout: bytes, stderr: bytes) -> list[RunResult]:
+    """The runner's answer, or one retryable infra_error per request when there is no trustworthy answer."""
+    reason = None
+    if returncode != 0:
+        reason = f"runner exited with status {returncode}: {stderr.decode(errors='replace')[-500:].strip()}"
+    else:
+        try:
+            results = [RunResult.model_validate(r) for r in json.loads(stdout)["results"]]
+            if len(results) == len(requests):
+                return results
+            reason = f"runner returned {len(results)} results for {len(requests)} requests"
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            reason = f"runner output unreadable: {exc}"[:500]
+    return [RunResult.infra_error(reason, retryable=True) for _ in requests]
+
+
+def _limit_runner() -> None:
+    # Runs in the runner's process before exec: no core files; the runner sets per-test limits itself.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME")}
+    env["MALLOC_ARENA_MAX"] = "2"  # per-thread arenas reserve address space that RLIMIT_AS counts
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_sync(requests: list[RunRequest], workers: int, isolate: bool = True) -> list[RunResult]:
+    """Blocking version for LocalExecutor (usable whether or not an event loop is running)."""
+    if not requests:
+        return []
+    process = subprocess.Popen(
+        runner_command(isolate), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_environment(), preexec_fn=_limit_runner, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(encode(requests, workers), timeout=batch_deadline(requests, workers))
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid)
+        process.communicate()
+        return [RunResult.infra_error("the runner missed the batch deadline", retryable=True) for _ in requests]
+    finally:
+        _kill_group(process.pid)
+    return decode(requests, process.returncode, stdout, stderr)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class ProcessBackend(Backend):
+    """One runner subprocess per batch; the runner parallelises programs up to ``workers``."""
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None, isolate: bool = True) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.isolate = isolate
+
+    async def start(self) -> None:
+        if self.isolate:
+            await asyncio.to_thread(namespace_prefix)  # probe once, off the event loop
+
+    def ready(self) -> tuple[bool, str]:
+        if not RUNNER.is_file():
+            return False, f"runner not found at {RUNNER}"
+        return True, "ready"
+
+    async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
+        if not requests:
+            return []
+        command = await asyncio.to_thread(runner_command, self.isolate)  # the first call probes unshare
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=_environment(), preexec_fn=_limit_runner,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return [RunResult.infra_error(f"cannot start the runner: {exc}", retryable=True) for _ in requests]
+        try:
+            stdout, stderr = await asyncio.wait_for(
+                process.communicate(encode(requests, self.workers)), timeout=batch_deadline(requests, self.workers)
+            )
+        except asyncio.TimeoutError:
+            _kill_group(process.pid)
+            await process.wait()
+            return [RunResult.infra_error("the runner missed the batch deadline", retryable=True) for _ in requests]
+        except asyncio.CancelledError:
+            _kill_group(process.pid)
+            raise
+        finally:
+            _kill_group(process.pid)
+        return decode(requests, process.returncode, stdout, stderr)

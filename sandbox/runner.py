@@ -1,0 +1,1213 @@
+#!/usr/bin/env python3
+"""The sandbox runner: the one place where candidate code and its tests execute.
+
+Stdlib only; it is copied alone to /opt/sandbox/runner.py in the runner image and run as a subprocess by the
+process backend. It reads ONE JSON object on stdin, ``{"runs": [RunRequest as JSON, ...], "workers": N}``, and
+writes ONE JSON object on stdout, ``{"results": [RunResult as JSON, ...]}`` in request order.
+
+Processes, top to bottom (see docs/runner.md for the why):
+
+    judge (main)   holds the requests and every expected value; compares results; never runs candidate code.
+    zygote         forked before stdin is read, so it and everything below it never saw an expected value.
+    supervisor     one per worker slot, reused for program after program (it never runs candidate code): work
+                   directory, deadlines, output caps, per-test pipes, killing every leftover between programs.
+    loader         one per program: execs the candidate once (its top-level code), then forks per test.
+    test child     one per test: setsid, rlimits, runs one test, reports over a private pipe, _exit.
+
+A child's report is a length-prefixed marshal blob carrying a per-test random token; anything else on that pipe,
+or nothing, is an ``error``. The candidate's stdout and stderr go to their own pipes, never to ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import ctypes
+import io
+import json
+import linecache
+import marshal
+import math
+import os
+import resource
+import select
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import types
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+CANDIDATE = "<candidate>"
+TEST_CODE = "<test>"
+SOLUTION_FILE = "solution.py"
+TEST_FILE = "test_solution.py"
+MAX_REPORT_BYTES = 64 * 1024 * 1024  # a call test's return value travels in the report
+MAX_TRACEBACK_CHARS = 16_000
+MAX_MESSAGE_CHARS = 2_000
+FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a test may write to one file in its work directory
+OPEN_FILES_LIMIT = 256
+DRAIN_SECONDS = 1.0  # after a test ends: how long to wait for its pipes to close
+
+# Imported once before the zygote forks, so a program that imports them pays nothing (fork shares the pages).
+WARM_MODULES = (
+    "typing", "collections", "collections.abc", "math", "cmath", "re", "itertools", "functools", "heapq", "bisect",
+    "string", "random", "copy", "operator", "dataclasses", "fractions", "decimal", "statistics", "hashlib",
+    "datetime", "array", "enum", "unittest",
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small helpers shared by every process.
+
+
+def _prctl(option: int, value: int) -> bool:
+    return _libc.prctl(option, value, 0, 0, 0) == 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send_frame(fd: int, obj) -> None:
+    data = marshal.dumps(obj)
+    _write_all(fd, len(data).to_bytes(4, "big") + data)
+
+
+def _recv_frame(fd: int):
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    body = _read_exact(fd, int.from_bytes(head, "big"))
+    return None if body is None else marshal.loads(body)
+
+
+def _keep_only_fds(keep: set[int]) -> None:
+    """Close every descriptor >= 3 not in ``keep`` (so pipes never leak into another program's processes)."""
+    low = 3
+    for fd in sorted(f for f in keep if f >= 3) + [1 << 20]:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+
+
+def _children() -> list[int]:
+    """Live and zombie children of this (single-threaded) process."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
+            return [int(pid) for pid in handle.read().split()]
+    except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process
+        me, found = os.getpid(), []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as handle:
+                        stat = handle.read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                    found.append(int(name))
+        return found
+
+
+def _kill_children(spare: tuple[int, ...] = ()) -> None:
+    """SIGKILL and reap every child except ``spare``, again and again: orphans of the killed re-parent to us
+    (we are a child subreaper), so the loop ends only when no escaped descendant is left. Stopped processes
+    die too, SIGKILL needs no cooperation."""
+    for _ in range(10_000):
+        victims = [pid for pid in _children() if pid not in spare]
+        if not victims:
+            return
+        for pid in victims:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for pid in victims:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _set_rlimit(which: int, soft: int, hard: int | None = None) -> None:
+    try:
+        resource.setrlimit(which, (soft, soft if hard is None else hard))
+    except (ValueError, OSError):  # above the inherited hard limit: keep the stricter inherited one
+        pass
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n...[cut]...\n" + text[-limit // 2 :]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Describing an exception with the harness hidden (runs in the loader and the test child).
+
+
+def _register_source(filename: str, source: str) -> None:
+    # mtime None keeps the entry through linecache.checkcache, so tracebacks show candidate lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
+def _category(exc: BaseException) -> str:
+    if isinstance(exc, AssertionError):
+        return "fail"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, SystemExit):
+        return "exit"
+    if type(exc).__name__ in ("SkipTest", "Skipped"):  # unittest.SkipTest, pytest.skip
+        return "skip"
+    return "error"
+
+
+def _describe(exc: BaseException, candidate_files: tuple[str, ...], shown_files: tuple[str, ...]) -> tuple:
+    """(category, error_type, message, traceback, line): only frames from candidate or test code are kept;
+    ``line`` is the deepest frame in the candidate's code, or a syntax error's line there."""
+    category = _category(exc)
+    error_type = type(exc).__name__
+    try:
+        message = str(exc)
+    except BaseException:  # a hostile __str__
+        message = ""
+    try:
+        frames = traceback.extract_tb(exc.__traceback__)
+        kept = [frame for frame in frames if frame.filename in shown_files]
+        line = None
+        for frame in kept:
+            if frame.filename in candidate_files:
+                line = frame.lineno
+        if isinstance(exc, SyntaxError) and exc.filename in candidate_files:
+            line = exc.lineno
+        if not message and isinstance(exc, AssertionError) and kept and kept[-1].line:
+            message = "assertion failed: " + kept[-1].line.strip()
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        if kept:
+            text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(kept)) + text
+    except BaseException:
+        line, text = None, f"{error_type}: {message}\n"
+    return category, error_type, _clip(message, MAX_MESSAGE_CHARS), _clip(text, MAX_TRACEBACK_CHARS), line
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loader and the test child. Everything the harness needs after candidate code has run is captured in
+# locals first, so monkeypatching os, sys, marshal or builtins cannot reach the reporting path.
+
+
+def _loader_main(job: dict, workdir: str, ctl: socket.socket, out_w: int, err_w: int) -> None:
+    _fork, _exit, _write, _close, _dup2, _wait4 = os.fork, os._exit, os.write, os.close, os.dup2, os.wait4
+    _setsid, _dumps, _exec, _compile, _open = os.setsid, marshal.dumps, exec, compile, io.open
+    _recvmsg, _sendall = ctl.recvmsg, ctl.sendall
+    _getattr, _isinstance, _len = getattr, isinstance, len
+    _BaseException, _SystemExit, _from_bytes, _describe_ = BaseException, SystemExit, int.from_bytes, _describe
+    _urandom_int = int.from_bytes(os.urandom(2), "big")
+
+    os.setsid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    _keep_only_fds({ctl.fileno(), null})
+    os.chdir(workdir)
+    sys.path[0:1] = [workdir]  # the runner's own directory must not be importable
+    sys.argv = [SOLUTION_FILE]
+    limits = job["limits"]
+    tests = job["tests"]
+    # Python's own baseline is not the candidate's: the cap is what the program may add on top of it.
+    with open("/proc/self/statm") as handle:
+        baseline = int(handle.read().split()[0]) * resource.getpagesize()
+    memory_cap = baseline + limits["memory_mb"] * 1024 * 1024
+    _set_rlimit(resource.RLIMIT_AS, memory_cap)
+    _set_rlimit(resource.RLIMIT_CORE, 0)
+    _set_rlimit(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT)
+    _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 5 + len(tests or ()) // 50)
+
+    def send(obj) -> None:
+        _sendall(_dumps(obj))
+
+    def flush_std() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except _BaseException:
+                pass
+
+    # --- load the program once -----------------------------------------------------------------------------
+    mode = job["mode"]
+    code = job["code"]
+    module = types.ModuleType("solution")
+    names: list[str] = []
+    runnables: list = []
+    candidate_files = (CANDIDATE, SOLUTION_FILE)
+    shown = (CANDIDATE, SOLUTION_FILE, TEST_CODE, TEST_FILE)
+    try:
+        if mode == "test_file":
+            module.__file__ = os.path.join(workdir, SOLUTION_FILE)
+            _register_source(SOLUTION_FILE, code)
+            _register_source(TEST_FILE, job["test_file"])
+            sys.modules["solution"] = module
+            _exec(_compile(code, SOLUTION_FILE, "exec"), module.__dict__)
+            test_module = types.ModuleType("test_solution")
+            test_module.__file__ = os.path.join(workdir, TEST_FILE)
+            sys.modules["test_solution"] = test_module
+            _exec(_compile(job["test_file"], TEST_FILE, "exec"), test_module.__dict__)
+            names, runnables = _discover(test_module)
+        else:
+            _register_source(CANDIDATE, code)
+            program = _compile(code, CANDIDATE, "exec")
+            if mode == "module":
+                module.__file__ = CANDIDATE
+                sys.modules["solution"] = module
+                _exec(program, module.__dict__)
+    except _BaseException as exc:  # noqa: BLE001 - anything the top level raises is the program's failure
+        flush_std()
+        info = _describe_(exc, candidate_files, shown)
+        send(("load_error",) + info)
+        _exit(0)
+    flush_std()
+    send(("loaded", names))
+    # Stray writes from threads the program started must not reach the supervisor's load pipes.
+    _dup2(null, 1)
+    _dup2(null, 2)
+
+    # --- one forked child per test -------------------------------------------------------------------------
+    while True:
+        try:
+            data, ancillary, _flags, _addr = _recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+        except _BaseException:
+            _exit(0)
+        if not data:
+            _exit(0)
+        order = marshal.loads(data)
+        fds = []
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += [_from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, _len(raw) - _len(raw) % 4, 4)]
+        _index, token = order[1], order[2]
+        pid = _fork()
+        if pid == 0:
+            _test_child(
+                job, module, runnables, order[1], token, fds, 100 + (_urandom_int + order[1]) % 150,
+                (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
+                 _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl.fileno()),
+            )
+        for fd in fds:
+            _close(fd)
+        send(("pid", pid))
+        while True:
+            try:
+                _pid, status, usage = _wait4(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        send(("exit", status, usage.ru_maxrss))
+
+
+def _discover(test_module: types.ModuleType) -> tuple[list[str], list]:
+    """test_* functions and unittest.TestCase test methods, in definition order."""
+    import unittest
+
+    names, runnables = [], []
+    for name, obj in list(vars(test_module).items()):
+        if isinstance(obj, type) and issubclass(obj, unittest.TestCase):
+            for method in unittest.TestLoader().getTestCaseNames(obj):
+                names.append(f"{name}.{method}")
+                runnables.append(("case", obj, method))
+        elif name.startswith("test") and isinstance(obj, types.FunctionType):
+            names.append(name)
+            runnables.append(("function", obj, None))
+    return names, runnables
+
+
+def _test_child(job, module, runnables, index, token, fds, result_fd, primitives) -> None:
+    (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl_fd) = primitives
+    try:
+        _close(ctl_fd)  # the loader's channel to the supervisor is not the test's to use
+        _setsid()  # its own session: the supervisor kills the whole group at once
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        out_fd, err_fd, res_fd, in_fd = fds
+        _dup2(in_fd, 0)
+        _dup2(out_fd, 1)
+        _dup2(err_fd, 2)
+        _dup2(res_fd, result_fd)
+        for fd in fds:
+            if fd not in (0, 1, 2, result_fd):
+                _close(fd)
+        limits = job["limits"]
+        cpu = math.ceil(limits["time_s"])
+        _set_rlimit(resource.RLIMIT_CPU, cpu, cpu + 1)
+        _set_rlimit(resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT)
+        sys.stdin = _open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+        sys.stdout = _open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = _open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    except _BaseException:
+        _exit(70)
+
+    def report(*payload) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except _BaseException:
+                pass
+        body = _dumps((token,) + payload)
+        data = _len(body).to_bytes(4, "big") + body
+        view = memoryview(data)
+        while view:
+            view = view[_write(result_fd, view) :]
+        _exit(0)
+
+    candidate_files = (CANDIDATE, SOLUTION_FILE)
+    shown = (CANDIDATE, SOLUTION_FILE, TEST_CODE, TEST_FILE)
+    value = None
+    try:
+        if job["mode"] == "test_file":
+            kind, obj, method = runnables[index]
+            if kind == "function":
+                obj()
+            else:
+                obj.setUpClass()
+                case = obj(method)
+                case.setUp()
+                try:
+                    _getattr(case, method)()
+                finally:
+                    case.tearDown()
+                    case.doCleanups()
+        else:
+            test = job["tests"][index]
+            if test["kind"] == "assert":
+                _register_source(TEST_CODE, test["code"])
+                _exec(_compile(test["code"], TEST_CODE, "exec"), module.__dict__)
+            elif test["kind"] == "call":
+                target = module
+                for part in test["entry_point"].split("."):
+                    target = _getattr(target, part)
+                value = target(*test["args"], **test["kwargs"])
+            else:
+                namespace = {"__name__": "__main__", "__builtins__": builtins, "__file__": SOLUTION_FILE}
+                try:
+                    _exec(_compile(job["code"], CANDIDATE, "exec"), namespace)
+                except _SystemExit as stop:
+                    if stop.code not in (None, 0):
+                        raise
+    except _BaseException as exc:  # noqa: BLE001 - every failure of the test is reported, SystemExit included
+        try:
+            info = _describe_(exc, candidate_files, shown)
+        except _BaseException:
+            info = ("memory" if _isinstance(exc, MemoryError) else "error", "Exception", "", "", None)
+        try:
+            report("exc", *info)
+        except _BaseException:
+            report("exc", info[0], info[1], "", "", None)
+    try:
+        encoded = _dumps(value)
+    except _BaseException:  # not an exact builtin type: it cannot be compared with JSON
+        try:
+            shown_value = _clip(repr(value), 300)
+        except _BaseException:
+            shown_value = "<unprintable>"
+        report("opaque", type(value).__name__, shown_value)
+    report("ok", encoded)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The supervisor: one per program, never runs candidate code.
+
+
+class _Supervisor:
+    def __init__(self, job: dict, job_r: int, res_w: int, workroot: str) -> None:
+        self.job, self.job_r, self.res_w = job, job_r, res_w
+        self.limits = job["limits"]
+        self.workdir = tempfile.mkdtemp(prefix="run-", dir=workroot)
+        self.null = os.open(os.devnull, os.O_RDONLY)
+        self.loader_pid = 0
+        self.loader_alive = False
+
+    def run(self) -> None:
+        try:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+            if self.job["mode"] == "test_file":
+                for name, text in ((SOLUTION_FILE, self.job["code"]), (TEST_FILE, self.job["test_file"])):
+                    with open(os.path.join(self.workdir, name), "w", encoding="utf-8") as handle:
+                        handle.write(text)
+            load = self._load()
+            _send_frame(self.res_w, ("load",) + load)
+            if load[0] == "ok":
+                count = len(load[5]) if self.job["mode"] == "test_file" else len(self.job["tests"])
+                for index in range(count):
+                    _send_frame(self.res_w, ("test", index, self._run_test(index)))
+                    if self.job["fail_fast"] and os.read(self.job_r, 1) != b"c":
+                        break
+            _send_frame(self.res_w, ("end",))
+        finally:
+            _kill_children()
+            os.close(self.null)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- loading -------------------------------------------------------------------------------------------
+    def _load(self) -> tuple:
+        """("ok"|"error"|"timeout"|"output"|"died", info, stdout, stderr, truncated, names, duration_ms)."""
+        self.ctl, loader_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.ctl.close()
+                _loader_main(self.job, self.workdir, loader_ctl, out_w, err_w)
+            finally:
+                os._exit(70)
+        self.loader_pid, self.loader_alive = pid, True
+        loader_ctl.close()
+        os.close(out_w)
+        os.close(err_w)
+        self.load_out = _Capture(self.limits["output_bytes"])
+        message, over = None, False
+        with selectors.DefaultSelector() as sel:
+            sel.register(out_r, selectors.EVENT_READ, "out")
+            sel.register(err_r, selectors.EVENT_READ, "err")
+            sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+            deadline = start + self.limits["time_s"]
+            while message is None and not over:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                for key, _ in sel.select(left):
+                    if key.data == "ctl":
+                        data = self.ctl.recv(1 << 20)
+                        message = marshal.loads(data) if data else ("died",)
+                    elif not self.load_out.read(key.fd, key.data):
+                        sel.unregister(key.fd)
+                    over = self.load_out.over
+            # The loader flushed before it reported: take what is already in the pipes.
+            self.load_out.drain([out_r, err_r], 0.05 if message and message[0] == "loaded" else DRAIN_SECONDS)
+        os.close(out_r)
+        os.close(err_r)
+        duration = (time.monotonic() - start) * 1000
+        if message is None or over or message[0] != "loaded":
+            self._stop_loader()
+        out, err, truncated = self.load_out.text()
+        if over or self.load_out.over:
+            return ("output", None, out, err, True, [], duration)
+        if message is None:
+            return ("timeout", None, out, err, truncated, [], duration)
+        if message[0] == "died":
+            return ("died", None, out, err, truncated, [], duration)
+        if message[0] == "load_error":
+            return ("error", tuple(message[1:]), out, err, truncated, [], duration)
+        return ("ok", None, out, err, truncated, [str(n)[:200] for n in message[1]][:1000], duration)
+
+    def _stop_loader(self) -> None:
+        if self.loader_alive:
+            self.loader_alive = False
+            _kill_children()
+
+    # --- one test ------------------------------------------------------------------------------------------
+    def _run_test(self, index: int) -> dict:
+        outcome = {"status": None, "killed": None, "report": None, "maxrss": None}
+        if not self.loader_alive:
+            outcome["killed"] = "loader"
+            outcome.update(stdout="", stderr="", truncated=False, duration_ms=0.0)
+            return outcome
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        stdin_data = b""
+        if self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "stdio":
+            stdin_data = self.job["tests"][index]["stdin"].encode("utf-8")
+        in_w = None
+        if stdin_data:
+            in_r, in_w = os.pipe()
+            os.set_blocking(in_w, False)
+        else:
+            in_r = self.null
+        token = os.urandom(16)
+        capture = _Capture(self.limits["output_bytes"], self.load_out)
+        report = bytearray()
+        child_pid = None
+        start = time.monotonic()
+        try:
+            self.ctl.sendmsg(
+                [marshal.dumps(("run", index, token))],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(bytes().join(
+                    fd.to_bytes(4, sys.byteorder) for fd in (out_w, err_w, res_w, in_r))))],
+            )
+        except OSError:
+            self.loader_alive = False
+        for fd in (out_w, err_w, res_w) + ((in_r,) if in_w is not None else ()):
+            os.close(fd)
+        deadline = start + self.limits["time_s"]
+        sel = selectors.DefaultSelector()
+        sel.register(out_r, selectors.EVENT_READ, "out")
+        sel.register(err_r, selectors.EVENT_READ, "err")
+        sel.register(res_r, selectors.EVENT_READ, "res")
+        if self.loader_alive:
+            sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        if in_w is not None:
+            sel.register(in_w, selectors.EVENT_WRITE, "in")
+        pending = memoryview(stdin_data)
+        finished = not self.loader_alive
+        while not finished:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                outcome["killed"] = "timeout"
+                break
+            for key, _ in sel.select(left):
+                if key.data == "ctl":
+                    data = self.ctl.recv(4096)
+                    if not data:
+                        self.loader_alive = False
+                        sel.unregister(self.ctl)
+                        finished = True
+                        outcome["killed"] = outcome["killed"] or "loader"
+                        continue
+                    message = marshal.loads(data)
+                    if message[0] == "pid":
+                        child_pid = self._own_test_pid(message[1])
+                    elif message[0] == "exit":
+                        outcome["status"], outcome["maxrss"] = message[1], message[2]
+                        finished = True
+                elif key.data == "in":
+                    try:
+                        pending = pending[os.write(in_w, pending[: 1 << 16]) :]
+                    except (BrokenPipeError, OSError):
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(in_w)
+                        os.close(in_w)
+                        in_w = None
+                elif key.data == "res":
+                    data = os.read(res_r, 1 << 20)
+                    if not data:
+                        sel.unregister(res_r)
+                    elif len(report) + len(data) > MAX_REPORT_BYTES:
+                        outcome["killed"] = "report"
+                        finished = True
+                    else:
+                        report += data
+                elif not capture.read(key.fd, key.data):
+                    sel.unregister(key.fd)
+                if capture.over:
+                    outcome["killed"] = "output"
+                    finished = True
+        sel.close()
+        duration = (time.monotonic() - start) * 1000
+        if outcome["status"] is None:
+            self._kill_test(child_pid, outcome)
+        # Whatever the test left behind (daemons, setsid escapees) dies before the next test starts.
+        _kill_children(spare=(self.loader_pid,) if self.loader_alive else ())
+        capture.drain([out_r, err_r], DRAIN_SECONDS)
+        report += _drain_fd(res_r, DRAIN_SECONDS, MAX_REPORT_BYTES - len(report))
+        for fd in (out_r, err_r, res_r) + ((in_w,) if in_w is not None else ()):
+            os.close(fd)
+        outcome["report"] = _parse_report(bytes(report), token)
+        outcome["stdout"], outcome["stderr"], outcome["truncated"] = capture.text()
+        outcome["duration_ms"] = round(duration, 3)
+        return outcome
+
+    def _own_test_pid(self, pid) -> int | None:
+        """The loader says which pid runs the test; believe it only if that process is the loader's child,
+        so a subverted loader cannot make us kill anything else."""
+        try:
+            with open(f"/proc/{int(pid)}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, TypeError, IndexError):
+            return None
+        return int(pid) if parent == self.loader_pid and int(pid) > 1 else None
+
+    def _kill_test(self, child_pid: int | None, outcome: dict) -> None:
+        """Kill a test that is still running, then take its exit status from the loader."""
+        if child_pid is not None:
+            for kill in (os.killpg, os.kill):  # the group first: the test's own descendants die with it
+                try:
+                    kill(child_pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        if not self.loader_alive:
+            return
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            ready, _w, _x = select.select([self.ctl], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            data = self.ctl.recv(4096)
+            if not data:
+                break
+            message = marshal.loads(data)
+            if message[0] == "pid" and child_pid is None:
+                child_pid = self._own_test_pid(message[1])
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(child_pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            elif message[0] == "exit":
+                outcome["status"], outcome["maxrss"] = message[1], message[2]
+                return
+        # The loader did not account for its child: it cannot be trusted with another test.
+        self.loader_alive = False
+        _kill_children()
+
+
+class _Capture:
+    """stdout and stderr of one test, capped together at ``limit`` bytes; over the cap is a verdict."""
+
+    def __init__(self, limit: int, prefix: "_Capture | None" = None) -> None:
+        self.limit = limit
+        self.parts = {"out": bytearray(prefix.parts["out"]) if prefix else bytearray(),
+                      "err": bytearray(prefix.parts["err"]) if prefix else bytearray()}
+        self.size = sum(len(p) for p in self.parts.values())
+        self.over = prefix.over if prefix else False
+
+    def read(self, fd: int, name: str) -> bool:
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            return False
+        if not data:
+            return False
+        room = self.limit - self.size
+        if len(data) > room:
+            self.over = True
+            data = data[: max(room, 0)]
+        self.parts[name] += data
+        self.size += len(data)
+        return True
+
+    def drain(self, fds: list[int], seconds: float) -> None:
+        open_fds = {fd: name for fd, name in zip(fds, ("out", "err"))}
+        deadline = time.monotonic() + seconds
+        while open_fds and not self.over:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            ready, _w, _x = select.select(list(open_fds), [], [], left)
+            for fd in ready:
+                if not self.read(fd, open_fds[fd]):
+                    del open_fds[fd]
+
+    def text(self) -> tuple[str, str, bool]:
+        return (self.parts["out"].decode("utf-8", "replace"), self.parts["err"].decode("utf-8", "replace"),
+                self.over)
+
+
+def _drain_fd(fd: int, seconds: float, room: int) -> bytes:
+    data = bytearray()
+    deadline = time.monotonic() + seconds
+    while len(data) <= room:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _w, _x = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data[: max(room, 0)])
+
+
+def _parse_report(data: bytes, token: bytes):
+    """The child's one report, or a reason why there is none. Exactly one frame with our token counts."""
+    if not data:
+        return ("missing",)
+    try:
+        size = int.from_bytes(data[:4], "big")
+        if len(data) != 4 + size:
+            return ("corrupt", "the result channel held extra or partial data")
+        body = marshal.loads(data[4:])
+        if not isinstance(body, tuple) or len(body) < 2 or body[0] != token:
+            return ("corrupt", "the result channel held a report the harness did not write")
+        return body[1:]
+    except Exception:  # noqa: BLE001 - anything unreadable is a forged or broken report
+        return ("corrupt", "the result channel held unreadable data")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The zygote: forks a supervisor for each worker slot the judge asks for.
+
+
+def _zygote_main(sock: socket.socket, workroot: str) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    supervisors: set[int] = set()
+    while True:
+        ready, _w, _x = select.select([sock], [], [], 0.5)
+        _reap(supervisors)
+        if not ready:
+            continue
+        try:
+            data, ancillary, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(2 * 4))
+        except OSError:
+            data = b""
+        if not data:
+            break
+        fds = []
+        for _level, _kind, raw in ancillary:
+            fds += [int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, len(raw), 4)]
+        job_r, res_w = fds
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                sock.close()
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                _prctl(PR_SET_CHILD_SUBREAPER, 1)
+                while True:  # one program after another until the judge closes the job pipe
+                    job = _recv_frame(job_r)
+                    if job is None:
+                        break
+                    _Supervisor(job, job_r, res_w, workroot).run()
+            except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
+                traceback.print_exc()
+                code = 70
+            finally:
+                os._exit(code)
+        supervisors.add(pid)
+        os.close(job_r)
+        os.close(res_w)
+    _kill_children()
+
+
+def _reap(known: set[int]) -> None:
+    """Reap finished supervisors; kill strays that re-parented to us after their supervisor died."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            break
+        known.discard(pid)
+    strays = [pid for pid in _children() if pid not in known]
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The judge: turns raw outcomes into TestResult dicts. Pure functions.
+
+
+def _same(got, want, tolerance) -> bool:
+    if isinstance(got, tuple):
+        got = list(got)
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(_same(g, w, tolerance) for g, w in zip(got, want))
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(_same(got[k], want[k], tolerance) for k in want)
+    numbers = (int, float)
+    if (tolerance is not None and isinstance(got, numbers) and isinstance(want, numbers)
+            and not isinstance(got, bool) and not isinstance(want, bool)):
+        return abs(got - want) <= tolerance or abs(got - want) <= tolerance * abs(want)
+    if type(got) in (list, dict, set, frozenset, bytes, complex) or type(want) in (list, dict):
+        return False
+    return got == want
+
+
+def _stdout_lines(text: str, normalize: bool) -> list[str]:
+    if not normalize:
+        return text.split("\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _stdout_diff(got: str, want: str, normalize: bool) -> str | None:
+    got_lines, want_lines = _stdout_lines(got, normalize), _stdout_lines(want, normalize)
+    if got_lines == want_lines:
+        return None
+    for number, (g, w) in enumerate(zip(got_lines, want_lines), start=1):
+        if g != w:
+            return f"stdout line {number}: expected {_clip(repr(w), 200)}, got {_clip(repr(g), 200)}"
+    return f"stdout has {len(got_lines)} lines, expected {len(want_lines)}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
+    """One TestResult dict from a supervisor's raw outcome; ``test`` is the full spec (None for test_file)."""
+    result = {"verdict": "error", "error_type": None, "message": None, "traceback": None, "line": None,
+              "stdout": outcome.get("stdout", ""), "stderr": outcome.get("stderr", ""),
+              "truncated": outcome.get("truncated", False), "duration_ms": outcome.get("duration_ms", 0.0),
+              "peak_memory_kb": outcome.get("maxrss")}
+    killed, status, report = outcome["killed"], outcome["status"], outcome["report"] or ("missing",)
+    if killed == "timeout":
+        return {**result, "verdict": "timeout", "message": f"exceeded the time limit of {limits['time_s']} s"}
+    if killed == "output":
+        return {**result, "verdict": "output_limit",
+                "message": f"printed more than the output limit of {limits['output_bytes']} bytes"}
+    if killed == "report":
+        return {**result, "message": "the test's result was larger than the runner accepts"}
+    if killed == "loader":
+        return {**result, "message": "the program's process died; its remaining tests cannot run"}
+    signalled = status is not None and os.WIFSIGNALED(status)
+    if signalled:
+        number = os.WTERMSIG(status)
+        if number == signal.SIGXCPU:
+            return {**result, "verdict": "timeout", "message": f"exceeded the CPU time limit of {limits['time_s']} s"}
+        if number == signal.SIGKILL or "MemoryError" in result["stderr"] or "Cannot allocate memory" in result["stderr"]:
+            return {**result, "verdict": "memory", "error_type": "MemoryError",
+                    "message": f"killed ({_signal_name(number)}) at the memory limit of {limits['memory_mb']} MiB"}
+        return {**result, "verdict": "crash", "error_type": _signal_name(number),
+                "message": f"killed by {_signal_name(number)}"}
+    clean_exit = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    if report[0] == "missing" or not clean_exit:
+        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
+        return {**result, "message": f"test exited before reporting a result (exit status {code})"}
+    if report[0] == "corrupt":
+        return {**result, "message": report[1]}
+    if report[0] == "exc" and len(report) == 6:
+        category, error_type, message, text, line = report[1:]
+        verdict = {"fail": "fail", "memory": "memory", "skip": "skipped"}.get(category, "error")
+        if category == "memory" and not message:
+            message = f"ran out of memory under the limit of {limits['memory_mb']} MiB"
+        if category == "exit":
+            message = f"test exited (SystemExit {message or 'None'}) before reporting a result"
+        return {**result, "verdict": verdict, "error_type": error_type, "message": message, "traceback": text,
+                "line": line}
+    if report[0] == "opaque" and len(report) == 3:
+        return {**result, "verdict": "fail", "error_type": None,
+                "message": f"returned a {report[1]} ({report[2]}), which cannot equal a JSON value"}
+    if report[0] != "ok" or len(report) != 2:
+        return {**result, "message": "the result channel held a malformed report"}
+    if test is not None and test["kind"] == "call":
+        got = marshal.loads(report[1])
+        if _same(got, test.get("expected"), test.get("tolerance")):
+            return {**result, "verdict": "pass"}
+        return {**result, "verdict": "fail",
+                "message": f"expected {_clip(repr(test.get('expected')), 300)}, got {_clip(repr(got), 300)}"}
+    if test is not None and test["kind"] == "stdio":
+        diff = _stdout_diff(result["stdout"], test["expected_stdout"], test.get("normalize_whitespace", True))
+        if diff:
+            return {**result, "verdict": "fail", "message": diff}
+    return {**result, "verdict": "pass"}
+
+
+def _program_failure(load: tuple, limits: dict) -> dict:
+    """The verdict every test gets when the program itself did not load."""
+    kind, info, out, err, truncated, _names, duration = load
+    duration = round(duration, 3)
+    base = {"program_error": True, "stdout": out, "stderr": err, "truncated": truncated, "duration_ms": duration,
+            "error_type": None, "message": None, "traceback": None, "line": None}
+    if kind == "timeout":
+        return {**base, "verdict": "timeout", "message": f"the program did not finish loading in {limits['time_s']} s"}
+    if kind == "output":
+        return {**base, "verdict": "output_limit",
+                "message": f"the program printed more than {limits['output_bytes']} bytes while loading"}
+    if kind == "died":
+        return {**base, "verdict": "error", "message": "the program exited while loading"}
+    category, error_type, message, text, line = info
+    verdict = "memory" if category == "memory" else "error"
+    if category == "exit":
+        message = f"the program called exit ({message or 'None'}) while loading"
+    return {**base, "verdict": verdict, "error_type": error_type, "message": message, "traceback": text, "line": line}
+
+
+def _finish(results: list[dict], started: float) -> dict:
+    counts: dict[str, int] = {}
+    for test in results:
+        counts[test["verdict"]] = counts.get(test["verdict"], 0) + 1
+    return {"status": "completed", "retryable": False, "infra_message": None,
+            "passed": bool(results) and all(t["verdict"] == "pass" for t in results), "counts": counts,
+            "tests": results, "duration_ms": round((time.monotonic() - started) * 1000, 3)}
+
+
+def _infra(message: str, retryable: bool) -> dict:
+    return {"status": "infra_error", "retryable": retryable, "infra_message": message, "passed": False,
+            "counts": {}, "tests": [], "duration_ms": 0.0}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The judge process: dispatches programs to the zygote, at most ``workers`` at a time.
+
+
+def _prepare_job(run: dict) -> dict:
+    """What the executing side may see: everything but expected values. Raises ValueError on a malformed run."""
+    if not isinstance(run, dict) or not isinstance(run.get("code"), str):
+        raise ValueError("`code` must be a string")
+    limits = {"time_s": 5.0, "memory_mb": 512, "output_bytes": 64 * 1024, **(run.get("limits") or {})}
+    tests, test_file = run.get("tests"), run.get("test_file")
+    if (tests is None) == (test_file is None):
+        raise ValueError("give exactly one of `tests` or `test_file`")
+    job = {"code": run["code"], "limits": limits, "fail_fast": bool(run.get("fail_fast")), "test_file": test_file,
+           "tests": None, "mode": "test_file"}
+    if tests is not None:
+        if not isinstance(tests, list) or not tests:
+            raise ValueError("`tests` must be a non-empty list")
+        safe = []
+        for test in tests:
+            kind = test.get("kind", "assert")
+            if kind == "assert":
+                safe.append({"kind": kind, "code": str(test["code"])})
+            elif kind == "call":
+                safe.append({"kind": kind, "entry_point": str(test["entry_point"]),
+                             "args": list(test.get("args") or []), "kwargs": dict(test.get("kwargs") or {})})
+            elif kind == "stdio":
+                safe.append({"kind": kind, "stdin": str(test.get("stdin") or "")})
+            else:
+                raise ValueError(f"unknown test kind {kind!r}")
+        job["tests"] = safe
+        job["mode"] = "module" if any(t["kind"] != "stdio" for t in safe) else "script"
+    return job
+
+
+class _Program:
+    """One program in flight: the frames its supervisor sent back, judged as they arrive."""
+
+    def __init__(self, index: int, run: dict, job: dict) -> None:
+        self.index, self.run, self.job = index, run, job
+        self.load = None
+        self.results: list[dict] = []
+        self.started = time.monotonic()
+        self.done = False
+
+    def handle(self, frame: tuple) -> bytes:
+        """Judge one frame; returns what to answer the supervisor (fail_fast's continue/stop byte) or b""."""
+        limits = self.job["limits"]
+        if frame[0] == "load":
+            self.load = frame[1:]
+            if self.load[0] != "ok":
+                failure = _program_failure(self.load, limits)
+                ids = _test_ids(self.run) or ["test_file"]
+                self.results = [{"id": test_id, **failure} for test_id in ids]
+        elif frame[0] == "test":
+            index, outcome = frame[1], frame[2]
+            tests = self.run.get("tests")
+            spec = tests[index] if tests is not None else None
+            test_id = _test_ids(self.run)[index] if tests is not None else self.load[5][index]
+            verdict = {"id": test_id, "program_error": False, **_judge(spec, outcome, limits)}
+            self.results.append(verdict)
+            if self.job["fail_fast"]:
+                return b"s" if verdict["verdict"] != "pass" else b"c"
+        elif frame[0] == "end":
+            self.done = True
+        return b""
+
+    def result(self) -> dict:
+        if not self.done:
+            return _infra("the runner's supervisor for this program died unexpectedly", retryable=True)
+        ids = _test_ids(self.run) if self.run.get("tests") is not None else (self.load[5] if self.load else [])
+        results = list(self.results)
+        if self.load and self.load[0] == "ok":
+            if not ids:
+                results = [{"id": "test_file", "verdict": "error", "program_error": False,
+                            "message": "the test file defines no test_* functions or unittest.TestCase tests"}]
+            for test_id in ids[len(results):]:
+                results.append({"id": test_id, "verdict": "skipped", "program_error": False,
+                                "message": "skipped after an earlier test did not pass (fail_fast)"})
+        return _finish(results, self.started)
+
+
+class _Worker:
+    """A supervisor process and its two pipes; it runs one program at a time."""
+
+    def __init__(self, zygote: socket.socket) -> None:
+        job_r, self.job_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        zygote.sendmsg([b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+            job_r.to_bytes(4, sys.byteorder) + res_w.to_bytes(4, sys.byteorder)))])
+        os.close(job_r)
+        os.close(res_w)
+        os.set_blocking(self.job_w, False)
+        self.pending = memoryview(b"")
+        self.buffer = bytearray()
+        self.program: _Program | None = None
+
+    def assign(self, program: _Program) -> None:
+        data = marshal.dumps(program.job)
+        self.program = program
+        self.pending = memoryview(len(data).to_bytes(4, "big") + data)
+
+    def frames(self):
+        while len(self.buffer) >= 4:
+            size = int.from_bytes(self.buffer[:4], "big")
+            if len(self.buffer) < 4 + size:
+                return
+            body = bytes(self.buffer[4 : 4 + size])
+            del self.buffer[: 4 + size]
+            yield marshal.loads(body)
+
+    def close(self) -> None:
+        os.close(self.job_w)
+        os.close(self.res_r)
+
+
+def _test_ids(run: dict) -> list[str]:
+    tests = run.get("tests") or []
+    return [t.get("id") or f"test_{i}" for i, t in enumerate(tests)]
+
+
+def run_batch(runs: list, workers: int, zygote: socket.socket) -> list[dict]:
+    """Every run's result dict, in order; at most ``workers`` programs execute at once."""
+    results: list[dict | None] = [None] * len(runs)
+    queue = list(range(len(runs)))[::-1]
+    idle: list[_Worker] = []
+    sel = selectors.DefaultSelector()
+    busy = 0
+    spawned = 0
+
+    def next_program() -> _Program | None:
+        while queue:
+            index = queue.pop()
+            try:
+                return _Program(index, runs[index], _prepare_job(runs[index]))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                results[index] = _infra(f"malformed request: {exc}", retryable=False)
+        return None
+
+    while True:
+        while queue and (idle or spawned < workers):
+            program = next_program()
+            if program is None:
+                break
+            if idle:
+                worker = idle.pop()
+            else:
+                worker, spawned = _Worker(zygote), spawned + 1
+                sel.register(worker.res_r, selectors.EVENT_READ, worker)
+            worker.assign(program)
+            sel.register(worker.job_w, selectors.EVENT_WRITE, worker)
+            busy += 1
+        if not busy:
+            break
+        for key, _events in sel.select():
+            worker = key.data
+            if key.fd == worker.job_w:
+                try:
+                    worker.pending = worker.pending[os.write(worker.job_w, worker.pending[: 1 << 20]) :]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    worker.pending = worker.pending[:0]
+                if not worker.pending:
+                    sel.unregister(worker.job_w)
+                continue
+            data = os.read(worker.res_r, 1 << 20)
+            worker.buffer += data
+            for frame in worker.frames():
+                answer = worker.program.handle(frame) if worker.program else b""
+                if answer:
+                    try:
+                        os.set_blocking(worker.job_w, True)
+                        _write_all(worker.job_w, answer)
+                        os.set_blocking(worker.job_w, False)
+                    except OSError:
+                        pass
+                if worker.program and worker.program.done:
+                    results[worker.program.index] = worker.program.result()
+                    worker.program, busy = None, busy - 1
+                    idle.append(worker)
+            if not data:  # the supervisor died: its program has no trustworthy result; a new one replaces it
+                sel.unregister(worker.res_r)
+                if worker.pending:
+                    sel.unregister(worker.job_w)
+                if worker.program is not None:
+                    results[worker.program.index] = worker.program.result()
+                    busy -= 1
+                if worker in idle:
+                    idle.remove(worker)
+                worker.close()
+                spawned -= 1
+    for worker in idle:
+        sel.unregister(worker.res_r)
+        worker.close()
+    sel.close()
+    return results
+
+
+def _start_zygote(workroot: str) -> tuple[socket.socket, int]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            ours.close()
+            _zygote_main(theirs, workroot)
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+            code = 70
+        finally:
+            os._exit(code)
+    theirs.close()
+    return ours, pid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run candidate programs against tests (JSON on stdin/stdout).")
+    parser.add_argument("--workdir", default=tempfile.gettempdir(), help="where per-program work directories go")
+    args = parser.parse_args(argv)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        _libc.mallopt(-8, 1)  # M_ARENA_MAX: per-thread malloc arenas would eat the address-space cap
+    except AttributeError:
+        pass
+    os.makedirs(args.workdir, exist_ok=True)
+    for name in WARM_MODULES:
+        try:
+            __import__(name)
+        except ImportError:  # a trimmed-down Python in some image: that module just is not warm
+            pass
+    zygote, zygote_pid = _start_zygote(args.workdir)  # before stdin: it never holds an expected value
+    try:
+        try:
+            batch = json.loads(sys.stdin.buffer.read())
+            runs, workers = batch["runs"], int(batch.get("workers") or os.cpu_count() or 1)
+            if not isinstance(runs, list):
+                raise TypeError("`runs` must be a list")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"runner: bad input: {exc}", file=sys.stderr)
+            return 2
+        results = run_batch(runs, workers, zygote)
+        sys.stdout.write(json.dumps({"results": results}))
+        sys.stdout.flush()
+        return 0
+    finally:
+        zygote.close()
+        try:
+            os.waitpid(zygote_pid, 0)
+        except ChildProcessError:
+            pass
+        _kill_children()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

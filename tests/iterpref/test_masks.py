@@ -1,0 +1,127 @@
+import pytest
+
+from iterpref.masks import MASK_MODES, error_spans, token_mask
+
+
+def covered(text, spans):
+    return [text[s:e] for s, e in spans]
+
+
+def masked_text(tokenizer, text, spans):
+    """Concatenated text of the tokens the mask selects, using the real tokenizer's offsets."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = token_mask(enc["offset_mapping"], spans)
+    return "".join(text[s:e] for (s, e), m in zip(enc["offset_mapping"], mask) if m), mask, enc
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from iterpref.bundled import smollm2_dir
+
+    return AutoTokenizer.from_pretrained(smollm2_dir())
+
+
+REJ = "def add(a, b):\n    total = a - b\n    return total\n"
+CHO = "def add(a, b):\n    total = a + b\n    return total\n"
+
+
+def test_replace_line_mode_covers_only_the_changed_line():
+    assert covered(REJ, error_spans(REJ, CHO, "line")) == ["    total = a - b"]
+
+
+def test_replace_token_mode_covers_only_the_changed_piece():
+    assert covered(REJ, error_spans(REJ, CHO, "token")) == ["-"]
+
+
+def test_insert_only_marks_lines_around_the_insertion():
+    rejected = "def f(xs):\n    s = 0\n    return s\n"
+    chosen = "def f(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"
+    for mode in ("line", "token", "prefix_suffix"):
+        assert covered(rejected, error_spans(rejected, chosen, mode)) == ["    s = 0\n    return s"], mode
+
+
+def test_delete_only():
+    rejected = "x = 1\nprint(x)\ny = 2\n"
+    chosen = "x = 1\ny = 2\n"
+    for mode in ("line", "token", "prefix_suffix"):
+        assert covered(rejected, error_spans(rejected, chosen, mode)) == ["print(x)"], mode
+
+
+def test_several_hunks_and_prefix_suffix_spans_between_them():
+    rejected = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"
+    chosen = "a = 1\nb = 20\nc = 3\nd = 40\ne = 5\n"
+    assert covered(rejected, error_spans(rejected, chosen, "line")) == ["b = 2", "d = 4"]
+    assert covered(rejected, error_spans(rejected, chosen, "token")) == ["2", "4"]
+    assert covered(rejected, error_spans(rejected, chosen, "prefix_suffix")) == ["b = 2\nc = 3\nd = 4"]
+
+
+def test_augmented_adds_context_lines_clipped_at_the_ends():
+    rejected = "l1\nl2\nl3\nl4\nl5\nl6\n"
+    chosen = "l1\nl2\nL3\nl4\nl5\nl6\n"
+    assert covered(rejected, error_spans(rejected, chosen, "augmented", context_lines=1)) == ["l2\nl3\nl4"]
+    assert covered(rejected, error_spans(rejected, chosen, "augmented", context_lines=5)) == [rejected[:-1]]
+    assert error_spans(rejected, chosen, "augmented", 0) == error_spans(rejected, chosen, "line")
+
+
+def test_none_covers_everything_and_identical_texts_cover_nothing():
+    assert error_spans(REJ, CHO, "none") == [(0, len(REJ))]
+    for mode in MASK_MODES[:-1]:
+        assert error_spans(REJ, REJ, mode) == []
+
+
+def test_whitespace_only_change_is_an_error_region():
+    rejected = "if x:\n  y()\n"
+    chosen = "if x:\n    y()\n"
+    assert covered(rejected, error_spans(rejected, chosen, "line")) == ["  y()"]
+    assert covered(rejected, error_spans(rejected, chosen, "token")) == ["  "]
+
+
+def test_blank_line_change_is_covered_by_its_newline():
+    rejected = "a\n\nb\n"
+    chosen = "a\nb\n"
+    assert covered(rejected, error_spans(rejected, chosen, "line")) == ["\n"]
+
+
+def test_unknown_mode_is_rejected():
+    with pytest.raises(ValueError, match="unknown mask mode"):
+        error_spans(REJ, CHO, "lines")
+
+
+def test_token_mask_overlap_rules():
+    spans = [(5, 10), (20, 22)]
+    offsets = [(0, 5), (4, 6), (6, 9), (9, 12), (12, 20), (20, 21), (22, 30), (0, 0), (21, 25)]
+    assert token_mask(offsets, spans) == [False, True, True, True, False, True, False, False, True]
+
+
+def test_real_tokenizer_masks_exactly_the_changed_line(tokenizer):
+    text, mask, enc = masked_text(tokenizer, REJ, error_spans(REJ, CHO, "line"))
+    # Tokens of the changed line, possibly with the newline/indent token that starts it.
+    assert "total = a - b" in text
+    assert "return" not in text and "def" not in text
+    assert 0 < sum(mask) < len(mask)
+
+
+def test_unicode_characters_split_across_tokens(tokenizer):
+    rejected = 'print("héllo wörld ✓")\nx = "日本語"\n'
+    chosen = 'print("héllo wörld ✓")\nx = "中文"\n'
+    spans = error_spans(rejected, chosen, "line")
+    text, mask, enc = masked_text(tokenizer, rejected, spans)
+    # Byte-level pieces of one multibyte character all map onto that character: the line is covered fully.
+    ids = [i for i, m in zip(enc["input_ids"], mask) if m]
+    assert tokenizer.decode(ids).strip() == 'x = "日本語"'
+    assert not any(m for (s, e), m in zip(enc["offset_mapping"], mask) if e <= rejected.index("\nx"))
+
+
+def test_line_split_across_tokens_and_token_spanning_lines(tokenizer):
+    # A long identifier is many tokens; every one of them is on the changed line and masked.
+    rejected = "value = compute_the_extraordinarily_long_identifier_name(1)\nok = 1\n"
+    chosen = "value = compute_the_extraordinarily_long_identifier_name(2)\nok = 1\n"
+    enc = tokenizer(rejected, add_special_tokens=False, return_offsets_mapping=True)
+    first_line_end = rejected.index("\n")
+    mask = token_mask(enc["offset_mapping"], error_spans(rejected, chosen, "line"))
+    on_line = [m for (s, e), m in zip(enc["offset_mapping"], mask) if e <= first_line_end]
+    assert len(on_line) > 5 and all(on_line)
+    token_mode = token_mask(enc["offset_mapping"], error_spans(rejected, chosen, "token"))
+    assert sum(token_mode) == 1  # only the token carrying "1"

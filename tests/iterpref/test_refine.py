@@ -1,0 +1,220 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from iterpref.cli import main
+from iterpref.executor import ExecutorUnavailable
+from iterpref.records import Task, to_json_line
+from iterpref.refine import load_trajectories, refine
+from iterpref.samplers import SamplerError
+from iterpref.samplers.scripted import ScriptedSampler
+from iterpref.tasks import write_tasks
+
+LocalExecutor = pytest.importorskip("sandbox.local").LocalExecutor
+
+
+def fence(code):
+    return f"Here you go:\n```python\n{code}```\n"
+
+
+TASKS = [
+    Task(task_id="add", prompt="def add(a, b):\n    \"\"\"Add.\"\"\"\n", entry_point="add",
+         tests=[{"kind": "call", "id": "small", "entry_point": "add", "args": [1, 2], "expected": 3},
+                {"kind": "call", "id": "neg", "entry_point": "add", "args": [-1, 1], "expected": 0}]),
+    Task(task_id="first", prompt="def sq(x): ...", entry_point="sq",
+         tests=[{"kind": "assert", "code": "assert sq(3) == 9"}]),
+    Task(task_id="echo", prompt="Read a line and print it twice.",
+         tests=[{"kind": "stdio", "stdin": "hi\n", "expected_stdout": "hihi\n"}]),
+    Task(task_id="never", prompt="def one(): ...", entry_point="one",
+         tests=[{"kind": "assert", "code": "assert one() == 1"}]),
+]
+SCRIPT = {
+    "add": [fence("def add(a, b):\n    return a - b\n"), fence("def add(a, b):\n    return a + b\n")],
+    "first": [fence("def sq(x):\n    return x * x\n")],
+    "echo": [fence("s = input()\nprint(s[5])\n"), fence("s = input()\nprint(s)\n"), fence("s = input()\nprint(s * 2)\n")],
+    "never": [fence("def one():\n    return 2\n")],
+}
+
+
+class CountingExecutor:
+    """The real local executor, counting calls so tests can check that each round is one batch."""
+
+    def __init__(self):
+        self.inner = LocalExecutor()
+        self.batches = []
+
+    def run_batch(self, requests):
+        self.batches.append(len(requests))
+        return self.inner.run_batch(requests)
+
+
+@pytest.fixture(scope="module")
+def executor():
+    executor = CountingExecutor()
+    yield executor
+    close = getattr(executor.inner, "close", None)
+    if close:
+        close()
+
+
+def test_loop_repairs_until_pass_and_records_every_attempt(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    sampler = ScriptedSampler(SCRIPT)
+    executor.batches.clear()
+    summary = refine(TASKS, sampler, executor, out, max_rounds=3, progress=False)
+    assert (summary.passed, summary.failed, summary.attempts_written) == (3, 1, 1 + 2 + 3 + 4)
+    assert summary.pass_round == {"first": 0, "add": 1, "echo": 2}
+    # One sample call and one executor batch per round, holding every task still active.
+    assert sampler.calls == 4 and executor.batches == [4, 3, 2, 1]
+
+    trajectories = load_trajectories(out)
+    assert [a.passed for a in trajectories["add"]] == [False, True]
+    assert [a.round for a in trajectories["never"]] == [0, 1, 2, 3]
+    failed = trajectories["add"][0]
+    assert failed.code == "def add(a, b):\n    return a - b\n" and failed.sampler == "scripted"
+    assert [t["verdict"] for t in failed.result["tests"]] == ["fail", "fail"]
+    # The repair prompt carries the failing call, the expected value and the numbered code.
+    repair = trajectories["add"][1].messages[-1]["content"]
+    assert "Your code failed 2 of 2 tests" in repair and "add(*[1, 2])" in repair and "Expected: 3" in repair
+    assert "2 |     return a - b" in repair
+    assert trajectories["add"][1].messages[-2] == {"role": "assistant", "content": f"```python\n{failed.code.rstrip()}\n```"}
+    # A runtime error reports its type and the candidate's line.
+    crash = trajectories["echo"][1].messages[-1]["content"]
+    assert "IndexError" in crash and "At line 2 of your code: print(s[5])" in crash
+
+
+def test_resume_continues_unfinished_tasks_without_duplicates(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=1, progress=False)
+    before = out.read_text().splitlines()
+    assert len(before) == 1 + 2 + 2 + 2
+    # Same rounds again: everything is finished, nothing is sampled or written.
+    idle = ScriptedSampler(SCRIPT)
+    again = refine(TASKS, idle, executor, out, max_rounds=1, progress=False)
+    assert idle.calls == 0 and again.already_done == 4 and out.read_text().splitlines() == before
+    # More rounds: echo and never continue from their last attempt; add and first are done.
+    more = ScriptedSampler(SCRIPT)
+    summary = refine(TASKS, more, executor, out, max_rounds=2, progress=False)
+    after = out.read_text().splitlines()
+    assert after[: len(before)] == before and summary.attempts_written == 2
+    trajectories = load_trajectories(out)
+    assert [a.round for a in trajectories["echo"]] == [0, 1, 2] and trajectories["echo"][-1].passed
+    # The resumed prompt was rebuilt from the file: it shows round 1's code and its failure.
+    assert "print(s)" in trajectories["echo"][2].messages[-1]["content"]
+
+
+def test_torn_last_line_is_dropped_and_redone(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS[:2], ScriptedSampler(SCRIPT), executor, out, max_rounds=0, progress=False)
+    complete = out.read_text()
+    with open(out, "a") as handle:
+        handle.write('{"task_id": "echo", "round": 0, "co')  # what a kill mid-write leaves
+    refine(TASKS[:3], ScriptedSampler(SCRIPT), executor, out, max_rounds=0, progress=False)
+    lines = out.read_text().splitlines()
+    assert out.read_text().startswith(complete) and len(lines) == 3
+    assert json.loads(lines[-1])["task_id"] == "echo"
+
+
+def test_damaged_file_and_failing_executor_are_errors(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    out.write_text(to_json_line(load_one_attempt(round_=1)))
+    with pytest.raises(ValueError, match="rounds must run 0, 1, 2"):
+        refine(TASKS, ScriptedSampler(SCRIPT), executor, out, progress=False)
+
+    class Unreachable:
+        def run_batch(self, requests):
+            raise ConnectionError("connection refused")
+
+    with pytest.raises(ExecutorUnavailable, match="connection refused"):
+        refine(TASKS, ScriptedSampler(SCRIPT), Unreachable(), tmp_path / "t2.jsonl", progress=False)
+    with pytest.raises(SamplerError, match="no responses for task 'add'"):
+        refine(TASKS, ScriptedSampler({}), executor, tmp_path / "t3.jsonl", progress=False)
+
+
+def load_one_attempt(round_):
+    from iterpref.records import Attempt
+
+    return Attempt(task_id="add", round=round_, code="", passed=False, result={})
+
+
+def _write_inputs(tmp_path, tasks, script):
+    tasks_path, script_path = tmp_path / "tasks.jsonl", tmp_path / "script.jsonl"
+    write_tasks(tasks, tasks_path)
+    script_path.write_text("".join(json.dumps({"task_id": k, "responses": v}) + "\n" for k, v in script.items()))
+    return tasks_path, script_path
+
+
+def test_cli_runs_scripted_and_reports_unreachable_sampler(tmp_path, capsys):
+    tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
+    out = tmp_path / "traj.jsonl"
+    assert main(["refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
+                 "--max-rounds", "2"]) == 0
+    assert "3/4 tasks pass" in capsys.readouterr().out
+    assert main(["refine", str(tasks_path), "-o", str(tmp_path / "x.jsonl"), "--sampler", "openai",
+                 "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--retries", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # the lines before it are the progress bar
+    assert err.startswith("iterpref refine: error: cannot reach http://127.0.0.1:9/v1")
+    assert main(["refine", str(tasks_path), "-o", str(out), "--executor", "ftp://x"]) == 2
+    assert "--executor must be `local` or an http(s):// URL" in capsys.readouterr().err
+    assert main(["refine", str(tasks_path), "-o", str(out), "--executor", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach the sandbox executor at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_mid_run_loses_and_duplicates_nothing(tmp_path):
+    # 40 tasks in waves of 4; each program sleeps so the run lasts long enough to be killed in the middle.
+    tasks = [Task(task_id=f"t{i:02d}", prompt="def f(): ...", entry_point="f",
+                  tests=[{"kind": "assert", "code": "assert f() == 1"}]) for i in range(40)]
+    slow = "import time\ntime.sleep(0.15)\n"
+    script = {t.task_id: [fence(slow + "def f():\n    return 0\n"), fence(slow + "def f():\n    return 1\n")]
+              for t in tasks}
+    tasks_path, script_path = _write_inputs(tmp_path, tasks, script)
+    out = tmp_path / "traj.jsonl"
+    command = [sys.executable, "-c", "import sys; from iterpref.cli import main; sys.exit(main(sys.argv[1:]))",
+               "refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
+               "--wave-size", "4", "--max-rounds", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 12):
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    reported = out.read_text()
+    reported = reported[: reported.rfind("\n") + 1]  # a torn line was never reported
+    assert 12 <= reported.count("\n") < 80, "the kill should land in the middle of the run"
+
+    assert main(["refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
+                 "--wave-size", "4", "--max-rounds", "3"]) == 0
+    final = out.read_text()
+    assert final.startswith(reported)
+    keys = [(r["task_id"], r["round"]) for r in map(json.loads, final.splitlines())]
+    assert len(keys) == len(set(keys)) == 80
+    trajectories = load_trajectories(out)
+    assert len(trajectories) == 40 and all([a.passed for a in t] == [False, True] for t in trajectories.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_real_run_with_bundled_model(tmp_path, executor):
+    from iterpref.samplers.hf import HFSampler
+
+    tasks = [Task(task_id="add", prompt="def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n", entry_point="add",
+                  tests=[{"kind": "call", "entry_point": "add", "args": [2, 3], "expected": 5}]),
+             Task(task_id="rev", prompt="def rev(s):\n    \"\"\"Return s reversed.\"\"\"\n", entry_point="rev",
+                  tests=[{"kind": "call", "entry_point": "rev", "args": ["ab"], "expected": "ba"}])]
+    sampler = HFSampler(batch_size=2, max_new_tokens=48, temperature=0.7, seed=0)
+    out = tmp_path / "traj.jsonl"
+    summary = refine(tasks, sampler, executor, out, max_rounds=1, progress=False)
+    trajectories = load_trajectories(out)
+    assert set(trajectories) == {"add", "rev"} and summary.passed + summary.failed == 2
+    for attempts in trajectories.values():
+        assert attempts[0].sampler.startswith("hf:") and attempts[0].response
+        assert attempts[0].result["status"] == "completed"
+        assert len(attempts) == (1 if attempts[0].passed else 2)

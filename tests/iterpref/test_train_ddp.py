@@ -1,0 +1,43 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
+from iterpref.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_two_process_ddp_on_cpu_matches_one_process_with_the_same_global_batch(pairs_file, tiny_model, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "iterpref.train", "--pairs", str(pairs_file), "--model", str(tiny_model), "--output", str(out),
+           "--max-steps", "3", "--lr", "1e-2", "--batch-size", "1", "--warmup-ratio", "0", "--no-progress"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=140)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("iterpref train: 8 pairs;") == 1  # one summary, from rank 0
+    ddp = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ddp = [r for r in ddp if "loss" in r]
+    assert [r["step"] for r in ddp] == [1, 2, 3]
+    assert ddp[-1]["epoch"] == pytest.approx(0.75)  # 3 steps x 2 processes x 1 pair of 8: the data was sharded
+    assert not list((out / "ref_cache").glob("*.share*"))
+    # Gradients averaged over 2 processes x 1 pair equal one process x 2 pairs.
+    single = train(config(pairs_file, tiny_model, tmp_path / "single", batch_size=2, save_model=False))
+    single = [r for r in single.log_history if "loss" in r]
+    for a, b in zip(ddp, single):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["rewards/margins"] == pytest.approx(b["rewards/margins"], rel=1e-3, abs=1e-5)
