@@ -107,10 +107,10 @@ class Client:
     """Blocking client. ``timeout`` bounds each HTTP exchange (a big batch may need a larger one)."""
 
     def __init__(self, base_url: Optional[str] = None, token: Optional[str] = None, timeout: float = 600.0,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+                 retry: RetryPolicy = RetryPolicy(), transport: Optional[httpx.BaseTransport] = None) -> None:
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.retry = retry
-        self._http = httpx.Client(base_url=self.base_url, headers=_headers(token),
+        self._http = httpx.Client(base_url=self.base_url, headers=_headers(token), transport=transport,
                                   timeout=httpx.Timeout(timeout, connect=5.0))
 
     def __enter__(self) -> "Client":
@@ -171,10 +171,11 @@ class AsyncClient:
     """The asyncio version of ``Client``, for samplers that keep many requests in flight."""
 
     def __init__(self, base_url: Optional[str] = None, token: Optional[str] = None, timeout: float = 600.0,
-                 retry: RetryPolicy = RetryPolicy(), max_connections: int = 64) -> None:
+                 retry: RetryPolicy = RetryPolicy(), max_connections: int = 64,
+                 transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.retry = retry
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=_headers(token),
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=_headers(token), transport=transport,
                                        timeout=httpx.Timeout(timeout, connect=5.0),
                                        limits=httpx.Limits(max_connections=max_connections))
 

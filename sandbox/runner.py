@@ -462,11 +462,12 @@ class _Supervisor:
                     _send_frame(self.res_w, ("test", index, self._run_test(index)))
                     if self.job["fail_fast"] and os.read(self.job_r, 1) != b"c":
                         break
-            _send_frame(self.res_w, ("end",))
         finally:
             _kill_children()
             os.close(self.null)
             shutil.rmtree(self.workdir, ignore_errors=True)
+        # Only now: once the judge has every result the runner may exit and take this process with it.
+        _send_frame(self.res_w, ("end",))
 
     # --- loading -------------------------------------------------------------------------------------------
     def _load(self) -> tuple:

@@ -1,66 +1,118 @@
 #!/usr/bin/env python3
 """The runner container's main process: it stands between the docker backend and ``runner.py``. Stdlib only.
 
-Why it exists: a candidate runs as the same user as every process in its container, so it can write into the
-container's stdout (``/proc/1/fd/1`` belongs to the init process) and then kill the runner, leaving a forged
-answer as the only output. The guard makes the answer unforgeable without trusting the runner's process tree:
+Why it exists: a candidate runs as the same user as every process in its container. Without help it could
+write into the container's stdout (``/proc/1/fd/1`` belongs to the init process), ptrace the runner, or kill the
+runner after planting a fake answer. The guard closes those doors:
 
-- it makes itself non-dumpable, so same-user processes can neither read its memory nor open its /proc files;
-- it reads the job from stdin: a first line with a random nonce, then the runner's JSON job;
-- it hands the job to a runner it started at container start (already blocked on its stdin), waits for it,
-  kills every process left in the container (kill(-1) spares only init and the guard itself), then writes
-  ``HEADER nonce exit_status length\\n`` followed by the runner's stdout.
+- it and the runner (run in a forked child, not exec'd, so the flag survives) are non-dumpable: same-user
+  processes can neither ptrace them nor open their /proc files, so only the runner can write into its stdout pipe;
+- the backend's job arrives as a line with a random nonce, then the runner's JSON job; the runner never sees the
+  nonce, and the guard's memory is unreadable to the candidate;
+- once the runner's answer is complete (or the runner exits), the guard kills every other process in the
+  container (kill(-1) spares only init and the caller) and writes ``IPSB1 nonce status length\\n`` and the answer.
+  ``status`` is ``ok`` for a complete answer, else the runner's exit status.
 
-The backend trusts only bytes after a header with its nonce; anything before it was written by someone else.
+The backend trusts only the ``length`` bytes after a header carrying its nonce; anything else was written by
+someone else.
 """
 
 import ctypes
+import json
 import os
+import runpy
+import select
 import signal
-import subprocess
 import sys
-import threading
 
 HEADER = b"IPSB1"
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 RUNNER = os.environ.get("SANDBOX_RUNNER_PATH", "/opt/sandbox/runner.py")
+PARSE_ATTEMPTS = 8  # early-completion checks per answer; past that, wait for the runner to exit
+
+
+def start_runner(libc) -> tuple:
+    """Fork the runner with pipes on its stdin and stdout; returns (pid, job_w, answer_r)."""
+    job_r, job_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # inherited over fork; re-asserted for clarity
+            os.dup2(job_r, 0)
+            os.dup2(answer_w, 1)
+            for fd in (job_r, job_w, answer_r, answer_w):
+                os.close(fd)
+            sys.argv = [RUNNER, *sys.argv[1:]]
+            runpy.run_path(RUNNER, run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(job_r)
+    os.close(answer_w)
+    return pid, job_w, answer_r
+
+
+def read_answer(pid: int, answer_r: int) -> tuple:
+    """The runner's stdout and a status: b"ok" once it holds one complete JSON value, else the exit status."""
+    data = bytearray()
+    attempts = 0
+    while True:
+        chunk = os.read(answer_r, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+        caught_up = not select.select([answer_r], [], [], 0)[0]
+        if data.endswith(b"}") and caught_up and attempts < PARSE_ATTEMPTS:
+            attempts += 1
+            try:
+                json.loads(data)
+                return b"ok", bytes(data)
+            except ValueError:
+                pass
+    _, status = os.waitpid(pid, 0)
+    return str(os.waitstatus_to_exitcode(status)).encode(), bytes(data)
 
 
 def main() -> int:
+    if os.getuid() == 0 or os.getppid() != 1:
+        # kill(-1) below would take down a whole host session: only ever run as the container's init child.
+        sys.stderr.write("guard: run only as the unprivileged main process of a runner container\n")
+        return 64
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         sys.stderr.write("guard: cannot make itself non-dumpable; refusing to serve\n")
         return 70
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
-    runner = subprocess.Popen(
-        [sys.executable, RUNNER, *sys.argv[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
-    )
+    pid, job_w, answer_r = start_runner(libc)  # the runner loads now and blocks on its stdin
+
     nonce = sys.stdin.buffer.readline().strip()
     job = sys.stdin.buffer.read()
     if len(nonce) < 16:
-        runner.kill()
         sys.stderr.write("guard: no nonce line before the job\n")
+        os.kill(-1, signal.SIGKILL)
         return 2
-    chunks: list = []
-    reader = threading.Thread(target=lambda: chunks.append(runner.stdout.read()), daemon=True)
-    reader.start()
     try:
-        runner.stdin.write(job)
-        runner.stdin.close()
+        view = memoryview(job)
+        while view:  # the runner reads all of its stdin before it writes anything
+            view = view[os.write(job_w, view) :]
     except BrokenPipeError:
         pass
-    runner.wait()
+    os.close(job_w)
+    status, answer = read_answer(pid, answer_r)
     try:
-        os.kill(-1, signal.SIGKILL)  # every leftover of the job, stopped ones included; a held pipe closes too
+        os.kill(-1, signal.SIGKILL)  # every leftover of the job, stopped ones included, before we write
     except ProcessLookupError:
         pass
-    reader.join()
-    out = chunks[0] if chunks else b""
-    stdout = sys.stdout.buffer
-    stdout.write(b"%s %s %d %d\n" % (HEADER, nonce, runner.returncode, len(out)))
-    stdout.write(out)
-    stdout.flush()
+    out = sys.stdout.buffer
+    out.write(b"%s %s %s %d\n" % (HEADER, nonce, status, len(answer)))
+    out.write(answer)
+    out.flush()
     return 0
 
 

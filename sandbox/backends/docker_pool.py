@@ -47,11 +47,14 @@ class ContainerSpec:
 
     def create_kwargs(self, api: docker.APIClient, labels: dict[str, str]) -> dict:
         """Arguments for the low-level ``create_container``: stdin open and closed after the one attach."""
+        uid, _, gid = self.user.partition(":")
+        gid = gid or uid
         host_config = api.create_host_config(
             network_mode="none",
             read_only=True,
-            # Only the work directory is writable; noexec keeps dropped binaries from running.
-            tmpfs={"/work": f"size={self.tmpfs_mb}m,mode=1777,noexec,nosuid,nodev"},
+            # Only the work directory is writable, owned by the runner's user (a mode option alone is not applied
+            # over the image's directory); noexec keeps dropped binaries from running.
+            tmpfs={"/work": f"size={self.tmpfs_mb}m,uid={uid},gid={gid},mode=0700,noexec,nosuid,nodev"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
@@ -111,7 +114,7 @@ class Exchange:
 
 class FrameReader:
     """Demultiplexes Docker's non-tty attach stream (8-byte header: stream id, size; then the payload) and finds
-    the guard's answer: ``IPSB1 <nonce> <exit> <length>\n`` then ``length`` bytes of the runner's stdout."""
+    the guard's answer: ``IPSB1 <nonce> <ok|exit status> <length>\n`` then ``length`` bytes of its stdout."""
 
     _FRAME = struct.Struct(">BxxxL")
     _KEEP_SCANNING = 256  # bytes kept while looking for the header; more than a header line
@@ -153,8 +156,9 @@ class FrameReader:
             del self.stdout[:drop]
             return
         try:
-            exit_text, length_text = self.stdout[at + len(self._marker) : newline].split()
-            self.runner_exit, self._length = int(exit_text), int(length_text)
+            status_text, length_text = self.stdout[at + len(self._marker) : newline].split()
+            self.runner_exit = 0 if status_text == b"ok" else int(status_text)
+            self._length = int(length_text)
         except ValueError:
             return
         self.foreign_bytes += at
@@ -212,12 +216,12 @@ class ContainerPool:
 
     async def start(self) -> None:
         """Reap orphans, check the image, then fill the pool in the background."""
-        await asyncio.to_thread(self._check_engine_and_image)
+        await asyncio.to_thread(self.check_engine_and_image)
         await asyncio.to_thread(self.reap, False)
         self._spawn(self._fill_forever())
         self._spawn(self._maintain_forever())
 
-    def _check_engine_and_image(self) -> None:
+    def check_engine_and_image(self) -> None:
         try:
             self.client.ping()
         except Exception as exc:  # the SDK raises several types for "no engine"

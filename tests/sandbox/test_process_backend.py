@@ -1,0 +1,52 @@
+"""The process backend: the async Backend contract, namespaces, and infra errors instead of exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sandbox.backends import process
+from sandbox.backends.process import ProcessBackend, decode
+from sandbox.models import RunRequest, RunStatus
+
+ECHO_PID = RunRequest(code="import os, socket\n", tests=[
+    {"kind": "assert", "code": "print(os.getpid())"},
+    {"kind": "assert", "code": "socket.create_connection(('1.1.1.1', 53), timeout=1)"},
+])
+
+
+def test_run_batch_keeps_order_and_validates():
+    requests = [RunRequest(code=f"def f():\n    return {i}\n",
+                           tests=[{"kind": "call", "entry_point": "f", "expected": i}]) for i in range(5)]
+
+    async def go():
+        backend = ProcessBackend(workers=2)
+        await backend.start()
+        assert backend.ready() == (True, "ready")
+        try:
+            return await backend.run_batch(requests)
+        finally:
+            await backend.close()
+
+    results = asyncio.run(go())
+    assert [r.passed for r in results] == [True] * 5
+    assert asyncio.run(ProcessBackend().run_batch([])) == []
+
+
+def test_namespaces_hide_the_network_and_host_pids():
+    if not process.namespace_prefix():
+        import pytest
+
+        pytest.skip("this kernel refuses network/PID namespaces")
+    result = asyncio.run(ProcessBackend(workers=1).run_batch([ECHO_PID]))[0]
+    pid_test, net_test = result.tests
+    assert int(pid_test.stdout) < 100  # a fresh PID namespace numbers from 1
+    assert net_test.verdict.value == "error" and net_test.error_type in ("OSError", "ConnectionRefusedError")
+
+
+def test_broken_runner_output_becomes_retryable_infra_error():
+    requests = [ECHO_PID, ECHO_PID]
+    for code, out, err in ((1, b"", b"boom"), (0, b"not json", b""), (0, b'{"results": []}', b""),
+                           (0, b'{"results": [{"status": "weird"}, {}]}', b"")):
+        results = decode(requests, code, out, err)
+        assert [r.status for r in results] == [RunStatus.INFRA_ERROR] * 2
+        assert all(r.retryable and r.infra_message for r in results)

@@ -1,0 +1,157 @@
+"""The HTTP layer: routes, ordering, validation, the bounded queue, auth, metrics. Uses the process backend (no
+Docker) for real runs, and a tiny recording backend where a test needs to control what the backend does."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sandbox.backends.base import Backend
+from sandbox.backends.process import ProcessBackend
+from sandbox.models import RunRequest, RunResult
+from sandbox.server import ServiceSettings, create_app
+
+
+class RecordingBackend(Backend):
+    """Answers every program with a retryable infra error and records what it was given."""
+
+    name = "recording"
+
+    def __init__(self, ready: bool = True, explode: bool = False) -> None:
+        self.batches: list[list[RunRequest]] = []
+        self._ready, self._explode = ready, explode
+        self.started = self.closed = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def ready(self) -> tuple[bool, str]:
+        return self._ready, "ready" if self._ready else "pool empty"
+
+    async def run_batch(self, requests):
+        if self._explode:
+            raise RuntimeError("boom")
+        self.batches.append(requests)
+        return [RunResult.infra_error("recorded", retryable=True) for _ in requests]
+
+
+def program(i: int) -> dict:
+    return {"code": f"x = {i}\n", "tests": [{"kind": "assert", "code": "assert x % 2 == 0"}]}
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    with TestClient(create_app(ProcessBackend(workers=2), ServiceSettings(token=None))) as client:
+        yield client
+
+
+def test_run_returns_verdicts_from_the_runner(process_client):
+    body = {"code": "def add(a, b):\n    return a - b\n",
+            "tests": [{"kind": "call", "entry_point": "add", "args": [2, 2], "expected": 0},
+                      {"kind": "call", "entry_point": "add", "args": [1, 2], "expected": 3}]}
+    response = process_client.post("/v1/runs", json=body)
+    assert response.status_code == 200
+    result = response.json()
+    assert [t["verdict"] for t in result["tests"]] == ["pass", "fail"]
+    assert result["passed"] is False
+    assert response.headers["x-run-id"]
+
+
+def test_batch_keeps_request_order(process_client):
+    response = process_client.post("/v1/batch", json={"runs": [program(i) for i in range(7)]})
+    assert response.status_code == 200
+    assert [r["passed"] for r in response.json()["results"]] == [i % 2 == 0 for i in range(7)]
+
+
+def test_invalid_request_names_the_field(process_client):
+    response = process_client.post("/v1/runs", json={"code": "x = 1", "tests": [{"kind": "assert", "code": "1"}],
+                                                     "limits": {"time_s": -1}})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "limits", "time_s"]
+    response = process_client.post("/v1/runs", json={"code": "x = 1", "tests": []})
+    assert response.status_code == 422
+    assert "`tests` is empty" in json.dumps(response.json())
+
+
+def test_health_ready_openapi(process_client):
+    assert process_client.get("/healthz").json()["status"] == "ok"
+    assert process_client.get("/readyz").json()["ready"] is True
+    paths = process_client.get("/openapi.json").json()["paths"]
+    assert {"/v1/runs", "/v1/batch", "/healthz", "/readyz", "/metrics"} <= set(paths)
+
+
+def test_metrics_count_requests_and_verdicts(process_client):
+    process_client.post("/v1/batch", json={"runs": [program(0), program(1)]})
+    text = process_client.get("/metrics").text
+    assert 'sandbox_requests_total{endpoint="/v1/batch",code="200"}' in text
+    assert 'sandbox_verdicts_total{verdict="pass"}' in text and 'sandbox_verdicts_total{verdict="fail"}' in text
+    assert "sandbox_request_seconds_bucket" in text and "sandbox_queue_runs 0" in text
+
+
+def test_full_queue_answers_429_with_retry_after_without_calling_the_backend():
+    backend = RecordingBackend()
+    app = create_app(backend, ServiceSettings(queue_capacity_runs=4, retry_after_s=3, token=None))
+    with TestClient(app) as client:
+        app.state.admission.admitted = 3  # three programs already waiting or running
+        response = client.post("/v1/batch", json={"runs": [program(0), program(1)]})
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "3"
+        assert backend.batches == []
+        assert client.post("/v1/runs", json=program(0)).status_code == 200  # one more still fits
+        assert app.state.admission.admitted == 3  # released after the run
+        assert "sandbox_rejected_total 1" in client.get("/metrics").text
+
+
+def test_batch_larger_than_the_queue_is_413_not_429():
+    app = create_app(RecordingBackend(), ServiceSettings(queue_capacity_runs=2, token=None))
+    with TestClient(app) as client:
+        response = client.post("/v1/batch", json={"runs": [program(i) for i in range(3)]})
+        assert response.status_code == 413
+        assert "split" in response.json()["detail"]
+
+
+def test_lifespan_starts_and_closes_the_backend():
+    backend = RecordingBackend()
+    with TestClient(create_app(backend, ServiceSettings(token=None))):
+        assert backend.started and not backend.closed
+    assert backend.closed
+
+
+def test_not_ready_backend_makes_readyz_503():
+    with TestClient(create_app(RecordingBackend(ready=False), ServiceSettings(token=None))) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["reason"] == "pool empty"
+
+
+def test_backend_exception_becomes_retryable_infra_error_and_is_logged(caplog):
+    with TestClient(create_app(RecordingBackend(explode=True), ServiceSettings(token=None))) as client:
+        with caplog.at_level(logging.INFO, logger="sandbox.service"):
+            result = client.post("/v1/runs", json=program(0)).json()
+    assert result["status"] == "infra_error" and result["retryable"] is True
+    assert "boom" in result["infra_message"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert any(line.get("event") == "request" and line.get("run_id") for line in lines)
+
+
+def test_bearer_token_guards_runs_and_metrics_but_not_probes():
+    with TestClient(create_app(RecordingBackend(), ServiceSettings(token="s3cret"))) as client:
+        assert client.post("/v1/runs", json=program(0)).status_code == 401
+        assert client.post("/v1/runs", json=program(0), headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert client.get("/metrics").status_code == 401
+        ok = client.post("/v1/runs", json=program(0), headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_token_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SANDBOX_TOKEN", "from-env")
+    assert ServiceSettings().token == "from-env"
+    monkeypatch.delenv("SANDBOX_TOKEN")
+    assert ServiceSettings().token is None
