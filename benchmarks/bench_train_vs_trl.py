@@ -46,8 +46,10 @@ def build(workdir: Path, hidden: int, n_pairs: int) -> tuple[Path, Path]:
     tokenizer.save_pretrained(model_dir)
     rows = []
     for i, (rejected, chosen) in enumerate(make_pairs(n_pairs, seed=1, min_lines=4, max_lines=12)):
-        rows.append({"task_id": f"b{i}", "prompt": f"# Task {i}: fix this code.\n", "chosen": chosen,
-                     "rejected": rejected, "rejected_lines": [], "chosen_lines": []})
+        # Completions start with a comment line so that joint (TRL) and separate (iterpref) tokenization of
+        # prompt and completion give the same ids at the boundary: the comparison is then of the losses alone.
+        rows.append({"task_id": f"b{i}", "prompt": f"# Task {i}: fix this code.\n", "chosen": "# fix\n" + chosen,
+                     "rejected": "# fix\n" + rejected, "rejected_lines": [], "chosen_lines": []})
     pairs = workdir / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return model_dir, pairs
@@ -98,7 +100,8 @@ def worker_trl(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     timer = StepTimer()
-    args = DPOConfig(output_dir=str(out), beta=0.1, loss_type=["sigmoid"], max_length=None,
+    # TRL turns on activation checkpointing by default; switch it off so both do identical work.
+    args = DPOConfig(output_dir=str(out), beta=0.1, loss_type=["sigmoid"], max_length=None, activation_checkpointing=False,
                      bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
                      **common_args(steps, batch))
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
@@ -135,6 +138,48 @@ def worker_ours(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int)
     return {"times": timer.times, "losses": losses, "total_s": total}
 
 
+def worker_parity(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) -> dict:
+    """Mean loss over all pairs in one batch, policy != reference, computed by each implementation."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from iterpref.loss import focal_dpo_loss
+    from iterpref.records import Pair, load_records
+    from iterpref.train.data import PairCollator, PairTokenizer, tokenize_pairs
+    from iterpref.train.reference import compute_reference_logps
+    from iterpref.train.scoring import score_batch
+
+    records = load_records(pairs, Pair)[:8]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    # TRL: its own tokenization, collator and loss.
+    data = Dataset.from_list([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records])
+    args = DPOConfig(output_dir=str(out), beta=0.1, loss_type=["sigmoid"], max_length=None, report_to="none",
+                     per_device_train_batch_size=len(records), use_cpu=not torch.cuda.is_available())
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        trl_loss = trainer.compute_loss(trainer.model, batch).item()
+    # Ours.
+    kept, _ = tokenize_pairs(records, PairTokenizer(tokenizer, mask="none", max_length=10**6, layout="plain"), False)
+    examples = [k.as_dict() for k in kept]
+    collator = PairCollator(pad_token_id=tokenizer.pad_token_id)
+    device = next(trainer.model.parameters()).device
+    ref_sums = compute_reference_logps(ref.to(device), examples, collator, batch_size=len(examples), progress=False)
+    with torch.no_grad():
+        scores = score_batch(trainer.model, {k: v.to(device) for k, v in collator(examples).items()})
+        ours = focal_dpo_loss(scores["chosen_logps"], scores["rejected_logps"], ref_sums[:, 0].to(device),
+                              ref_sums[:, 1].to(device), scores["chosen_nll"], beta=0.1, alpha=0.0)
+    return {"trl": trl_loss, "ours": ours.loss.mean().item(), "pairs": len(examples)}
+
+
 def peak_memory() -> float:
     import torch
 
@@ -149,13 +194,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "trl", "parity"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         workdir = Path(args.workdir)
-        run = worker_ours if args.worker == "ours" else worker_trl
+        run = {"ours": worker_ours, "trl": worker_trl, "parity": worker_parity}[args.worker]
         result = run(workdir / "model", workdir / "pairs.jsonl", workdir / args.worker, args.steps, args.batch_size)
         result["peak_mib"] = peak_memory()
         print("RESULT " + json.dumps(result))
@@ -165,7 +210,7 @@ def main() -> None:
         workdir = Path(tmp)
         build(workdir, args.hidden, args.pairs)
         results = {}
-        for name in ("trl", "ours"):
+        for name in ("trl", "ours", "parity"):
             cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -187,7 +232,10 @@ def main() -> None:
           f"ratio {t_ours / t_trl:.2f}x (target <= 0.7x)")
     print(f"peak memory TRL {m_trl:8.1f} MiB   iterpref {m_ours:8.1f} MiB   ratio {m_ours / m_trl:.2f}x "
           f"(target <= 1.0x; {'CUDA max allocated' if torch.cuda.is_available() else 'process max RSS'})")
-    print(f"loss parity (--mask none, alpha 0) over {len(diffs)} steps: max |diff| {max(diffs):.2e} (target 1e-4)")
+    parity = results["parity"]
+    print(f"loss parity (--mask none, alpha 0), {parity['pairs']} pairs, policy != reference: TRL {parity['trl']:.6f} "
+          f"iterpref {parity['ours']:.6f} |diff| {abs(parity['trl'] - parity['ours']):.2e} (target 1e-4)")
+    print(f"training curves over {len(diffs)} steps: max |loss diff| {max(diffs):.2e}")
     print("losses TRL     " + " ".join(f"{x:.5f}" for x in results["trl"]["losses"]))
     print("losses iterpref " + " ".join(f"{x:.5f}" for x in results["ours"]["losses"]))
 

@@ -18,7 +18,7 @@ fetch() {  # fetch DIR PACKAGE...
     "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d "$dir" pip "$@"
+        -d "$dir" pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     touch "$dir/.complete"
 }
 echo "build-images: wheelhouses in images/wheels"
@@ -30,10 +30,17 @@ if [ -z "${BASE_IMAGE:-}" ]; then
     "$here/build-base-image.sh" "$BASE_IMAGE"
 fi
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 [ -f "$root/sandbox/runner.py" ] || { echo "build-images: sandbox/runner.py is missing" >&2; exit 1; }
 for spec in "runner:$runner_image" "executor:$executor_image"; do
     kind=${spec%%:*}; tag=${spec#*:}
     echo "build-images: $tag (FROM $BASE_IMAGE)"
-    docker build --quiet --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$here/Dockerfile.$kind" -t "$tag" "$root" >/dev/null
+    # Quiet unless it fails (the legacy builder's deprecation notice is noise here).
+    if ! docker build --quiet --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$here/Dockerfile.$kind" -t "$tag" "$root" \
+            >/dev/null 2>"$log"; then
+        cat "$log" >&2
+        exit 1
+    fi
 done
 echo "build-images: done"

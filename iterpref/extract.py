@@ -71,7 +71,8 @@ def _prompt_imports(prompt: str) -> list[str]:
 def extract_code(text: str, entry_point: Optional[str] = None, prompt: Optional[str] = None) -> str:
     """The program in ``text``; see the module docstring for how a block is chosen.
 
-    With ``prompt`` given, import lines of the prompt that the code lacks are prepended (a HumanEval prompt
+    With ``prompt`` and ``entry_point`` given, a reply holding only the function's indented body is appended to
+    the prompt. With ``prompt`` given, import lines of the prompt that the code lacks are prepended (a HumanEval prompt
     imports ``List``; models often restate only the function).
     """
     blocks = [body for lang, body in fenced_blocks(text) if lang not in _NOT_PYTHON and body.strip()]
@@ -83,6 +84,10 @@ def extract_code(text: str, entry_point: Optional[str] = None, prompt: Optional[
     else:
         code = _bare_code(text)
     code = code.strip("\n")
+    body_only = code[:1] in (" ", "\t") and entry_point and not _defines(code, entry_point)
+    if body_only and prompt and _defines(prompt, entry_point):
+        # Only an indented body came back (completion style): it continues the prompt's signature.
+        code = prompt.rstrip("\n") + "\n" + code
     if prompt:
         missing = [line for line in _prompt_imports(prompt) if line not in code.splitlines()]
         if missing:

@@ -47,7 +47,8 @@ def _with_line_numbers(code: str) -> str:
 
 def describe_failure(test: TestResult, task_test: dict[str, Any] | None, code_lines: list[str]) -> str:
     """One failing test as the model will read it: what ran, what happened, where in its code."""
-    parts = [f"Test `{test.id}`: {test.verdict.value}" + (" (the program failed to load)" if test.program_error else "")]
+    load_note = " (the program failed to load)" if test.program_error else ""
+    parts = [f"Test `{test.id}`: {test.verdict.value}{load_note}"]
     if task_test and task_test.get("kind") == "call":
         call = f"{task_test['entry_point']}(*{json.dumps(task_test.get('args', []))}"
         call += f", **{json.dumps(task_test['kwargs'])})" if task_test.get("kwargs") else ")"

@@ -112,8 +112,9 @@ def build_pairs(
             pairs.append(Pair(task_id=task_id, prompt=prompt, chosen=final.code, rejected=rejected.code,
                               rejected_lines=diff.rejected_lines, chosen_lines=diff.chosen_lines,
                               chosen_round=final.round, rejected_round=rejected.round))
-            summary.rejected_lines[len(diff.rejected_lines)] = summary.rejected_lines.get(len(diff.rejected_lines), 0) + 1
-            summary.chosen_lines[len(diff.chosen_lines)] = summary.chosen_lines.get(len(diff.chosen_lines), 0) + 1
+            for histogram, lines in ((summary.rejected_lines, diff.rejected_lines),
+                                     (summary.chosen_lines, diff.chosen_lines)):
+                histogram[len(lines)] = histogram.get(len(lines), 0) + 1
     summary.dropped.update(drops)
     summary.pairs = len(pairs)
     return pairs, summary

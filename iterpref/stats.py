@@ -49,7 +49,8 @@ def run_stats(trajectories: dict[str, list[Attempt]], pair_summary: Optional[dic
                      cumulative_pass_rate=cumulative,
                      attempts=sum(len(a) for a in trajectories.values()), pairs=pair_summary)
     if pair_summary:
-        stats.diff_sizes = {side: _size_stats(pair_summary.get(side, {})) for side in ("rejected_lines", "chosen_lines")}
+        sides = ("rejected_lines", "chosen_lines")
+        stats.diff_sizes = {side: _size_stats(pair_summary.get(side, {})) for side in sides}
     return stats
 
 
@@ -65,7 +66,8 @@ def format_table(stats: RunStats) -> str:
             lines.append(f"  dropped {name:<15} {count}")
         for side, sizes in stats.diff_sizes.items():
             if sizes.get("pairs"):
-                lines.append(f"  {side:<15} mean {sizes['mean']:.1f}  median {sizes['median']:.0f}  max {sizes['max']:.0f}")
+                lines.append(f"  {side:<15} mean {sizes['mean']:.1f}  median {sizes['median']:.0f}  "
+                             f"max {sizes['max']:.0f}")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 
 from pydantic import ValidationError
 
-from iterpref.records import Task, read_jsonl, to_json_line
+from iterpref.records import Task, to_json_line
 from sandbox.models import RunRequest
 
 

@@ -29,6 +29,7 @@ import linecache
 import marshal
 import math
 import os
+import re
 import resource
 import select
 import selectors
@@ -43,6 +44,7 @@ import types
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
 CANDIDATE = "<candidate>"
 TEST_CODE = "<test>"
 SOLUTION_FILE = "solution.py"
@@ -52,6 +54,8 @@ MAX_TRACEBACK_CHARS = 16_000
 MAX_MESSAGE_CHARS = 2_000
 FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a test may write to one file in its work directory
 OPEN_FILES_LIMIT = 256
+PROCESS_LIMIT = 256  # tasks (processes and threads) per confined runner's user; like the containers' pids limit
+CONFINED_TMPFS_MB = 256  # the private /tmp that holds the work directories of a confined runner
 DRAIN_SECONDS = 1.0  # after a test ends: how long to wait for its pipes to close
 
 # Imported once before the zygote forks, so a program that imports them pays nothing (fork shares the pages).
@@ -269,7 +273,14 @@ def _loader_main(job: dict, workdir: str, ctl: socket.socket, out_w: int, err_w:
             _register_source(SOLUTION_FILE, code)
             _register_source(TEST_FILE, job["test_file"])
             sys.modules["solution"] = module
+            if "pytest" in job["test_file"]:
+                try:  # imported before the candidate, so its pristine state is part of the snapshot
+                    import pytest  # noqa: F401
+                except ImportError:
+                    pass
+            pristine = _Snapshot()
             _exec(_compile(code, SOLUTION_FILE, "exec"), module.__dict__)
+            pristine.restore()
             test_module = types.ModuleType("test_solution")
             test_module.__file__ = os.path.join(workdir, TEST_FILE)
             sys.modules["test_solution"] = test_module
@@ -281,7 +292,9 @@ def _loader_main(job: dict, workdir: str, ctl: socket.socket, out_w: int, err_w:
             if mode == "module":
                 module.__file__ = CANDIDATE
                 sys.modules["solution"] = module
+                pristine = _Snapshot()
                 _exec(program, module.__dict__)
+                pristine.restore()
     except _BaseException as exc:  # noqa: BLE001 - anything the top level raises is the program's failure
         flush_std()
         info = _describe_(exc, candidate_files, shown)
@@ -326,6 +339,48 @@ def _loader_main(job: dict, workdir: str, ctl: socket.socket, out_w: int, err_w:
         send(("exit", status, usage.ru_maxrss))
 
 
+class _Snapshot:
+    """The harness's modules as they were before the candidate's top-level code ran: builtins, unittest and
+    pytest (module attributes, their classes' attributes, and which module object each name maps to). Restored
+    after loading, so patching ``unittest.TestCase.assertEqual`` or ``builtins.abs`` at the top level cannot make
+    the tests pass. Code that patches them later, while a test runs, is the same-interpreter limit of
+    docs/runner.md."""
+
+    HARNESS = ("builtins", "unittest", "pytest", "_pytest")
+
+    def __init__(self) -> None:
+        self.modules = {name: module for name, module in sys.modules.items() if self._ours(name)}
+        self.spaces = []
+        for name, module in self.modules.items():
+            self.spaces.append((module, dict(vars(module))))
+            for value in list(vars(module).values()):
+                if isinstance(value, type) and getattr(value, "__module__", None) == name:
+                    self.spaces.append((value, dict(vars(value))))
+
+    def _ours(self, name: str) -> bool:
+        return name.split(".", 1)[0] in self.HARNESS
+
+    def restore(self) -> None:
+        for name in [name for name in sys.modules if self._ours(name) and name not in self.modules]:
+            del sys.modules[name]
+        sys.modules.update(self.modules)
+        for owner, saved in self.spaces:
+            for key in [key for key in list(vars(owner)) if key not in saved]:
+                try:
+                    delattr(owner, key)
+                except (AttributeError, TypeError):
+                    pass
+            for key, value in saved.items():
+                if vars(owner).get(key, _MISSING) is not value:
+                    try:
+                        setattr(owner, key, value)
+                    except (AttributeError, TypeError):
+                        pass
+
+
+_MISSING = object()
+
+
 def _discover(test_module: types.ModuleType) -> tuple[list[str], list]:
     """test_* functions and unittest.TestCase test methods, in definition order."""
     import unittest
@@ -361,6 +416,8 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
         cpu = math.ceil(limits["time_s"])
         _set_rlimit(resource.RLIMIT_CPU, cpu, cpu + 1)
         _set_rlimit(resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT)
+        if os.getuid() != 0:  # counted per user, and root ignores it: only a confined runner's children get it
+            _set_rlimit(resource.RLIMIT_NPROC, PROCESS_LIMIT)
         sys.stdin = _open(0, "r", encoding="utf-8", errors="replace", closefd=False)
         sys.stdout = _open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = _open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -1155,6 +1212,114 @@ def run_batch(runs: list, workers: int, zygote: socket.socket) -> list[dict]:
     return results
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Confinement for the process backend: inside its private mount and PID namespaces, a runner started as root
+# makes every mount read-only, gives itself a private /tmp, and drops to a user of its own.
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 8192, 16384, 1 << 18
+MS_RELATIME = 1 << 21
+_KEPT_MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+                     "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
+CONFINED_TMP = "/tmp"
+
+
+def _mount(source, target: str, fstype, flags: int, data=None) -> None:
+    encode = lambda value: None if value is None else os.fsencode(value)  # noqa: E731
+    if _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"mount {target}: {os.strerror(number)}")
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, options) of every mount this namespace sees, in mount order."""
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            found.append((point, set(fields[5].split(","))))
+    return found
+
+
+def _read_only(point: str) -> bool:
+    # statvfs sees the mount that is visible at ``point``; hidden (over-mounted) ones are unreachable anyway.
+    try:
+        return bool(os.statvfs(point).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The outermost directory above ``path`` that other users cannot enter (pyenv's /root), or None."""
+    parts = path.strip("/").split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/" + "/".join(parts[:depth])
+        if not os.stat(ancestor).st_mode & 0o001:
+            return ancestor
+    return None
+
+
+def _expose_python() -> None:
+    """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home) is
+    covered by an empty tmpfs with only the interpreter's prefixes bound back in, which also hides the rest."""
+    prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
+    moves = [(prefix, _closed_ancestor(prefix)) for prefix in prefixes]
+    moves = [(prefix, closed) for prefix, closed in moves if closed]
+    if not moves:
+        return
+    _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging, root only
+    staged = []
+    for number, (prefix, _closed) in enumerate(moves):
+        stage = os.path.join(CONFINED_TMP, str(number))
+        os.mkdir(stage)
+        _mount(prefix, stage, None, MS_BIND | MS_REC)
+        staged.append(stage)
+    for closed in sorted({closed for _prefix, closed in moves}):
+        _mount("tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for (prefix, _closed), stage in zip(moves, staged):
+        os.makedirs(prefix, mode=0o755, exist_ok=True)
+        _mount(stage, prefix, None, MS_MOVE)
+    if _libc.umount2(os.fsencode(CONFINED_TMP), 2) != 0:  # MNT_DETACH: the empty staging tmpfs goes away
+        raise OSError(ctypes.get_errno(), "umount staging tmpfs")
+
+
+def _confine() -> str:
+    """Read-only mounts everywhere but a fresh tmpfs on /tmp (and /dev/shm), then a random unprivileged uid
+    with no way back (no_new_privs). Returns the work root. Refuses unless this is a fresh PID namespace's init
+    started as root, which the process backend's ``unshare --mount-proc`` guarantees comes with its own mount
+    namespace: run anywhere else, this would remount the host."""
+    if os.getpid() != 1 or os.geteuid() != 0:
+        raise OSError("--confine needs root as pid 1 of fresh PID and mount namespaces (unshare --mount-proc)")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here may propagate to the host
+    _expose_python()
+    for point, options in _mounts():
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for name, flag in _KEPT_MOUNT_FLAGS.items():
+            if name in options:
+                flags |= flag
+        try:
+            _mount(None, point, None, flags)
+        except OSError:
+            pass  # hidden under another mount: checked below, what is visible must be read-only
+    writable = [point for point, _options in _mounts() if not _read_only(point)]
+    if writable:
+        raise OSError(f"could not make these mounts read-only: {', '.join(writable[:5])}")
+    uid = 1_000_000 + int.from_bytes(os.urandom(4), "big") % 1_000_000_000  # nobody else's: NPROC is per user
+    _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={CONFINED_TMPFS_MB}m,mode=0700,uid={uid},gid={uid}")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size=64m,mode=0700,uid={uid},gid={uid}")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if not _prctl(PR_SET_NO_NEW_PRIVS, 1) or os.geteuid() == 0:
+        raise OSError("could not drop root")
+    os.environ["HOME"] = os.environ["TMPDIR"] = CONFINED_TMP
+    tempfile.tempdir = CONFINED_TMP
+    return CONFINED_TMP
+
+
 def _start_zygote(workroot: str) -> tuple[socket.socket, int]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -1174,8 +1339,17 @@ def _start_zygote(workroot: str) -> tuple[socket.socket, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run candidate programs against tests (JSON on stdin/stdout).")
-    parser.add_argument("--workdir", default=tempfile.gettempdir(), help="where per-program work directories go")
+    parser.add_argument("--workdir", default=None, help="where per-program work directories go (default $TMPDIR)")
+    parser.add_argument("--confine", action="store_true",
+                        help="as root in fresh namespaces: read-only mounts, private /tmp, an unprivileged uid")
     args = parser.parse_args(argv)
+    if args.confine:
+        try:
+            args.workdir = _confine()
+        except OSError as exc:
+            print(f"runner: cannot confine: {exc}", file=sys.stderr)
+            return 2
+    args.workdir = args.workdir or tempfile.gettempdir()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
         _libc.mallopt(-8, 1)  # M_ARENA_MAX: per-thread malloc arenas would eat the address-space cap

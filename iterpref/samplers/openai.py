@@ -91,5 +91,7 @@ class OpenAISampler(Sampler):
         try:
             content = response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise SamplerError(f"{self.url} sent a reply without choices[0].message.content: {response.text[:300]}")
+            raise SamplerError(
+                f"{self.url} sent a reply without choices[0].message.content: {response.text[:300]}"
+            ) from None
         return content or ""

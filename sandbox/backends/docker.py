@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import docker.errors
 from pydantic import ValidationError
 
 from sandbox.backends.base import Backend
@@ -106,7 +107,9 @@ class DockerBackend(Backend):
         return self.pool.ready()
 
     def pool_stats(self) -> dict[str, int]:
-        return {"idle": self.pool.idle, "busy": self.pool.busy, "starting": self.pool.starting, "size": self.pool.size}
+        pool = self.pool
+        return {"idle": pool.idle, "busy": pool.busy, "starting": pool.starting, "removing": pool.removing,
+                "size": pool.size}
 
     async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
         sizes = chunk_sizes(len(requests), self.pool.size, self.settings.min_runs_per_container)
@@ -123,6 +126,9 @@ class DockerBackend(Backend):
             return [RunResult.infra_error(message, retryable=True) for _ in requests]
         try:
             return await self._serve(container, requests)
+        except docker.errors.DockerException as exc:  # the engine failed us, not the program
+            message = f"Docker engine error while serving the run: {exc}"
+            return [RunResult.infra_error(message, retryable=True) for _ in requests]
         finally:
             self.pool.release(container)
 

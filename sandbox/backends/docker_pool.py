@@ -270,12 +270,16 @@ class ContainerPool:
     def starting(self) -> int:
         return self._starting
 
+    @property
+    def removing(self) -> int:
+        return sum(1 for task in self._background if task.get_name().startswith("destroy"))
+
     def ready(self) -> tuple[bool, str]:
         if not self.docker_reachable:
             return False, f"Docker engine unreachable: {self.last_error or 'not checked yet'}"
         if self.idle == 0 and self.busy == 0:
             return False, f"no runner container started yet ({self.last_error or 'warming up'})"
-        return True, f"{self.idle} idle, {self.busy} busy, {self.starting} starting"
+        return True, f"{self.idle} idle, {self.busy} busy, {self.starting} starting, {self.removing} removing"
 
     # ----- handing out containers ------------------------------------------------------------------------------
 

@@ -49,10 +49,17 @@ def namespace_prefix() -> tuple[str, ...]:
     return ()
 
 
+def confines() -> bool:
+    """Whether runners start confined: root on the host and fresh mount/PID namespaces without a user namespace
+    (the runner then remounts everything read-only, takes a private /tmp and drops to an unprivileged uid)."""
+    return os.geteuid() == 0 and namespace_prefix() == tuple(_NAMESPACE_COMMANDS[0])
+
+
 def runner_command(isolate: bool = True, python: str = sys.executable) -> list[str]:
     # -I: no PYTHONPATH, no user site, and the runner's directory is not importable by the candidate.
     prefix = list(namespace_prefix()) if isolate else []
-    return [*prefix, python, "-I", str(RUNNER)]
+    confine = ["--confine"] if isolate and confines() else []
+    return [*prefix, python, "-I", str(RUNNER), *confine]
 
 
 def batch_deadline(requests: list[RunRequest], workers: int) -> float:

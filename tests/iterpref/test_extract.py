@@ -45,3 +45,10 @@ def test_tilde_fences_and_nested_backticks_in_code():
     reply = "~~~py\ns = '```'\nprint(s)\n~~~\n"
     assert fenced_blocks(reply) == [("py", "s = '```'\nprint(s)\n")]
     assert extract_code(reply) == "s = '```'\nprint(s)\n"
+
+
+def test_indented_body_only_continues_the_prompt():
+    prompt = "from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    \"\"\"Sum.\"\"\"\n"
+    code = extract_code("```python\n    return sum(xs)\n```", entry_point="total", prompt=prompt)
+    assert code == prompt + "    return sum(xs)\n"
+    compile(code, "<candidate>", "exec")

