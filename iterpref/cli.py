@@ -40,4 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import so `python -m iterpref.cli` uses the same classes (UserError) as the installed script.
+    from iterpref.cli import main as _main
+
+    sys.exit(_main())

@@ -48,7 +48,9 @@ def _repair_torn_tail(path: Path) -> None:
 
 
 def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, list[Attempt]]:
-    """Attempts per task, in round order; rounds must run 0, 1, 2, ... without gaps or repeats."""
+    """Attempts per task, in round order; rounds must run 0, 1, 2, ... without gaps or repeats.
+
+    A last line without its newline is ignored (``repair=True`` also cuts it from the file)."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -57,6 +59,8 @@ def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, li
     by_task: dict[str, list[Attempt]] = {}
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                break  # a line still being written (or torn by a kill) is not an attempt yet
             if not line.strip():
                 continue
             try:
@@ -145,6 +149,9 @@ def refine(
         raise ValueError("max_rounds must be 0 or more")
     if not 1 <= wave_size <= MAX_TESTS:
         raise ValueError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
+    ids = [task.task_id for task in tasks]
+    if len(set(ids)) != len(ids):
+        raise ValueError("task ids repeat; each task must appear once")
     out_path = Path(out_path)
     done_before = load_trajectories(out_path, repair=True)
     summary = RefineSummary(tasks=len(tasks))
@@ -175,11 +182,11 @@ def refine(
                 requests = [to_request(state.task, code) for state, code in zip(wave, codes)]
                 results = _execute(executor, requests, infra_retries)
 
-                written, still_active = [], []
+                written, still_active, settled = [], [], 0
                 for state, prompt, reply, code, result in zip(wave, prompts, replies, codes, results):
                     if result is None:
                         summary.unfinished += 1  # no attempt written: a later run tries this round again
-                        bar.update(1)
+                        settled += 1
                         continue
                     attempt = Attempt(
                         task_id=state.task.task_id, round=prompt.round, code=code, passed=result.passed,
@@ -195,9 +202,11 @@ def refine(
                         summary.failed += 1
                     else:
                         still_active.append(state)
+                        continue
+                    settled += 1
                 writer.write(written)
                 summary.attempts_written += len(written)
-                bar.update(len(wave) - len(still_active) - (len(results) - len(written)))
+                bar.update(settled)
                 last_round = max(p.round for p in prompts)
                 bar.set_postfix(passed=summary.passed, failed=summary.failed, round=last_round, refresh=False)
                 wave = still_active

@@ -54,6 +54,7 @@ MAX_TRACEBACK_CHARS = 16_000
 MAX_MESSAGE_CHARS = 2_000
 FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a test may write to one file in its work directory
 OPEN_FILES_LIMIT = 256
+STACK_LIMIT = 8 * 1024 * 1024  # the usual default; hosts with `ulimit -s unlimited` get it too
 PROCESS_LIMIT = 256  # tasks (processes and threads) per confined runner's user; like the containers' pids limit
 CONFINED_TMPFS_MB = 256  # the private /tmp that holds the work directories of a confined runner
 DRAIN_SECONDS = 1.0  # after a test ends: how long to wait for its pipes to close
@@ -247,6 +248,10 @@ def _loader_main(job: dict, workdir: str, ctl: socket.socket, out_w: int, err_w:
     _set_rlimit(resource.RLIMIT_AS, memory_cap)
     _set_rlimit(resource.RLIMIT_CORE, 0)
     _set_rlimit(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT)
+    stack_soft, stack_hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if stack_soft == resource.RLIM_INFINITY or stack_soft > STACK_LIMIT:
+        # An unlimited stack turns a C-level stack overflow into a slow crawl to the memory cap.
+        _set_rlimit(resource.RLIMIT_STACK, STACK_LIMIT, stack_hard)
     _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 5 + len(tests or ()) // 50)
 
     def send(obj) -> None:

@@ -1,12 +1,13 @@
 """A warm pool of pre-started, hardened runner containers (isolation and scheduling for the docker backend).
 
-Each container's main process is ``python3 /opt/sandbox/runner.py`` blocking on its stdin, and the pool holds an
-attached socket to it. Serving a job is then only: write the job, half-close stdin, read the demultiplexed
-stdout until the runner's JSON is complete. A container serves one job and is destroyed; the pool starts its
-replacement in the background. Containers are labelled so that orphans can be found and removed.
+Each container's main process is the guard (container_guard.py), which has already started the runner; both
+wait for a job on stdin, and the pool holds a socket attached to the container's stdin, stdout and stderr.
+Serving a job is then only: write a nonce line and the job, half-close stdin, read the demultiplexed stream until
+the guard's answer (a header with the nonce, then the runner's output) is complete. A container serves one job and
+is destroyed; the pool starts its replacement in the background. Containers are labelled so orphans can be reaped.
 
-If the owning process dies, its attach socket closes, the runner sees end-of-input and exits, and the next
-reaper pass (this or another instance's) removes the stopped container.
+If the owning process dies, its attach sockets close, the guards read end-of-input and exit, and the next reaper
+pass (this or another instance's) removes the stopped containers.
 """
 
 from __future__ import annotations
@@ -218,8 +219,8 @@ class ContainerPool:
         """Reap orphans, check the image, then fill the pool in the background."""
         await asyncio.to_thread(self.check_engine_and_image)
         await asyncio.to_thread(self.reap, False)
-        self._spawn(self._fill_forever())
-        self._spawn(self._maintain_forever())
+        self._spawn(self._fill_forever(), name="fill")
+        self._spawn(self._maintain_forever(), name="maintain")
 
     def check_engine_and_image(self) -> None:
         try:
@@ -239,8 +240,9 @@ class ContainerPool:
         self._closing = True
         self._wake.set()
         for task in list(self._background):
-            if not task.get_name().startswith("destroy"):
+            if task.get_name() == "maintain":
                 task.cancel()
+        # The filler is not cancelled: a start running in a thread would finish unseen and leak its container.
         await asyncio.gather(*self._background, return_exceptions=True)
         while not self._idle.empty():
             self._destroy_soon(self._idle.get_nowait())
@@ -390,9 +392,13 @@ class ContainerPool:
                     failures += 1
                     self.last_error = str(outcome)
                     log.error(json.dumps({"event": "runner_start_failed", "error": str(outcome)}))
-            if failures:
-                # Back off when the engine or image is broken instead of spinning on errors.
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+            if failures and not self._closing:
+                # Back off when the engine or image is broken instead of spinning on errors; close() wakes us.
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), min(5.0, 0.2 * 2 ** min(failures, 5)))
+                except asyncio.TimeoutError:
+                    pass
 
     def _start_one(self) -> WarmContainer:
         api = self.client.api

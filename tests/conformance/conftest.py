@@ -55,7 +55,8 @@ def runner_containers(owner: str) -> set[str]:
 
     client = docker.from_env()
     labels = ["iterpref.sandbox=runner", f"iterpref.sandbox.owner={owner}"]
-    return {c.id for c in client.containers.list(all=True, filters={"label": labels})}
+    # The low-level call lists without inspecting each one (which races with the pool's removals).
+    return {c["Id"] for c in client.api.containers(all=True, filters={"label": labels})}
 
 
 class Service:

@@ -133,3 +133,16 @@ def test_pairs_from_a_real_refine_run(tmp_path, capsys):
     assert (pair.rejected, pair.chosen) == (versions[0], versions[2])
     assert (pair.rejected_round, pair.chosen_round, pair.rejected_lines, pair.chosen_lines) == (0, 2, [2], [2])
     assert pair.prompt.startswith("Write the complete Python function `clip`")
+
+
+def test_cli_token_filter_uses_the_tokenizer(tmp_path, capsys):
+    path = tmp_path / "traj.jsonl"
+    path.write_text("".join(to_json_line(a) for a in _trajectory("a", (BAD, False), (GOOD, True))))
+    out = tmp_path / "pairs.jsonl"
+    # "solve a" plus either version is about 20 SmolLM2 tokens: 10 is too few, 64 is enough.
+    assert main(["pairs", str(path), "-o", str(out), "--max-tokens", "10"]) == 0
+    assert json.loads((tmp_path / "pairs.summary.json").read_text())["dropped"]["too_long"] == 1
+    assert main(["pairs", str(path), "-o", str(out), "--max-tokens", "64"]) == 0
+    assert json.loads((tmp_path / "pairs.summary.json").read_text())["pairs"] == 1
+    assert main(["pairs", str(path), "-o", str(out), "--tokenizer", str(tmp_path / "nope")]) == 2
+    assert "cannot load a tokenizer" in capsys.readouterr().err

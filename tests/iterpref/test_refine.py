@@ -212,7 +212,7 @@ def test_real_run_with_bundled_model(tmp_path, executor):
                   tests=[{"kind": "call", "entry_point": "add", "args": [2, 3], "expected": 5}]),
              Task(task_id="rev", prompt="def rev(s):\n    \"\"\"Return s reversed.\"\"\"\n", entry_point="rev",
                   tests=[{"kind": "call", "entry_point": "rev", "args": ["ab"], "expected": "ba"}])]
-    sampler = HFSampler(batch_size=2, max_new_tokens=48, temperature=0.7, seed=0)
+    sampler = HFSampler(batch_size=2, max_new_tokens=32, temperature=0.7, seed=0)
     out = tmp_path / "traj.jsonl"
     summary = refine(tasks, sampler, executor, out, max_rounds=1, progress=False)
     trajectories = load_trajectories(out)
@@ -297,3 +297,10 @@ def test_refine_through_the_http_service(tmp_path, capsys):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_readers_ignore_a_line_still_being_written(tmp_path):
+    out = tmp_path / "traj.jsonl"
+    out.write_text(to_json_line(load_one_attempt(round_=0)) + '{"task_id": "add", "rou')
+    assert [a.round for a in load_trajectories(out)["add"]] == [0]
+    assert out.read_text().endswith('"rou')  # only refine's repair=True rewrites the file

@@ -124,7 +124,7 @@ def test_scripted_sampler_replays_by_task_and_round(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_hf_sampler_batched_left_padding_matches_one_by_one():
     from iterpref.samplers.hf import HFSampler
 

@@ -333,9 +333,8 @@ def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_cli
     try:
         docker_client.api.start(stopped.id)
         docker_client.api.wait(stopped.id, timeout=20)  # the guard refuses to run outside its role: it exits
-        removed = backend.pool.reap(False)
+        backend.pool.reap(False)  # (another live instance's reaper may remove `stopped` first: that is fine)
         remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}"})}
-        assert removed >= 2
         assert stopped.id not in remaining and leaked.id not in remaining
         assert other.id in remaining
     finally:

@@ -1,0 +1,430 @@
+"""`iterpref demo`: the whole method on a real model against the real executor, with a report at the end.
+
+Stages (each prints a banner; finished stages are reused when the demo is run again on the same folder):
+
+1. executor  -- the Docker service (``sandbox serve --backend docker`` on a free loopback port) when an engine
+                and the runner image are there, else this machine's process backend with a loud warning
+2. tasks     -- HumanEval shuffled with the seed and split into training and held-out tasks
+3. eval      -- pass@1 (greedy) of the starting model on the held-out tasks
+4. refine    -- the debugging loop on the training tasks
+5. pairs     -- preference pairs from the trajectories
+6. train     -- focal DPO (line mask, alpha 1) on the pairs; skipped when there are none
+7. eval      -- pass@1 of the trained model on the same held-out tasks
+8. report    -- report.md with plots
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from iterpref.cli import UserError
+
+CONFIG_NAME = "demo_config.json"
+# Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
+KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
+         "max_new_tokens", "temperature", "train_steps", "lr", "refine_script")
+
+
+@dataclass
+class DemoConfig:
+    output_dir: str = "runs/demo"
+    train_tasks: int = 24
+    heldout_tasks: int = 16
+    rounds: int = 2
+    seed: int = 0
+    sampler: str = "hf"  # refine's replies: hf (the model being trained) or openai (a served model)
+    model: Optional[str] = None  # HF folder trained and evaluated (default: the bundled SmolLM2-135M-Instruct)
+    base_url: Optional[str] = None  # openai sampler
+    sampler_model: Optional[str] = None  # openai sampler: the served model's name
+    max_new_tokens: int = 256
+    temperature: float = 0.8  # refine's sampling temperature; evaluation is greedy
+    batch_size: int = 8
+    train_steps: int = 8
+    lr: float = 5e-6
+    executor: str = "auto"  # auto, docker, local or a URL of `sandbox serve`
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    fresh: bool = False
+    refine_script: Optional[str] = None  # tests only: refine's replies from a scripted-sampler JSONL
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("train_tasks", "heldout_tasks", "max_new_tokens", "batch_size", "train_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.rounds < 0:
+            raise UserError(f"--rounds must be 0 or more, got {self.rounds}")
+        if self.train_tasks + self.heldout_tasks > 164:
+            raise UserError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
+                            "HumanEval has 164 tasks")
+        if self.temperature < 0 or self.lr <= 0:
+            raise UserError("--temperature must be >= 0 and --lr > 0")
+        if self.sampler == "openai" and not (self.base_url and self.sampler_model):
+            raise UserError("--sampler openai needs --base-url and --sampler-model (the served model's name)")
+        if self.sampler not in ("hf", "openai"):
+            raise UserError(f"--sampler must be hf or openai, not {self.sampler!r}")
+
+
+def banner(step: int, total: int, title: str) -> None:
+    print(f"\n=== [{step}/{total}] {title} ===", flush=True)
+
+
+def warn(text: str) -> None:
+    line = "!" * 78
+    print(f"\n{line}\nWARNING: {text}\n{line}\n", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- executor
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _docker_problem() -> Optional[str]:
+    """Why the Docker service cannot run here, or None when an engine answers and the runner image exists."""
+    try:
+        import docker
+
+        from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+
+        client = docker.from_env(timeout=5)
+        client.ping()
+        image = os.environ.get("SANDBOX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE)
+        client.images.get(image)
+        client.close()
+    except Exception as exc:  # no SDK, no engine, no image: all mean the same fallback
+        return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+    return None
+
+
+@contextmanager
+def docker_service(log_path: Path, startup_s: float = 120.0) -> Iterator[str]:
+    """Run ``sandbox serve --backend docker`` on a free loopback port until the block ends; yields its URL."""
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "w", encoding="utf-8")
+    command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--port", str(port),
+               "--pool-size", "2", "--log-level", "warning"]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SANDBOX_TOKEN": ""})
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"`sandbox serve` exited with {process.returncode}: "
+                                   f"{log_path.read_text(errors='replace')[-300:].strip()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`sandbox serve` was not ready after {startup_s:.0f} s (log: {log_path})")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()  # the service removes its containers on shutdown
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextmanager
+def open_executor(choice: str, out: Path) -> Iterator[tuple[object, str]]:
+    """The executor and a sentence for the report saying which one it is."""
+    from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+
+    local_note = ("**Executor: process backend on this machine.** Candidate programs ran as local subprocesses "
+                  "with resource limits but without container isolation; use Docker for untrusted models.")
+    if choice == "auto":
+        problem = _docker_problem()
+        if problem is None:
+            try:
+                with docker_service(out / "executor.log") as url:
+                    print(f"executor: Docker service at {url} (log {out / 'executor.log'})", flush=True)
+                    executor = make_executor(url)
+                    try:
+                        yield executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
+                    finally:
+                        close_executor(executor)
+                    return
+            except RuntimeError as exc:
+                problem = str(exc)
+        warn("Docker is not usable here, so candidate programs run in the PROCESS BACKEND on this machine, "
+             f"without container isolation.\nReason: {problem}\nFor isolation: start a Docker engine and run "
+             "images/build-images.sh, or pass --executor URL of a `sandbox serve` service.")
+        executor = make_executor("local")
+        yield executor, local_note
+        return
+    if choice == "docker":
+        problem = _docker_problem()
+        if problem:
+            raise UserError(f"--executor docker: {problem}; run images/build-images.sh or use --executor auto")
+        try:
+            with docker_service(out / "executor.log") as url:
+                executor = make_executor(url)
+                try:
+                    yield executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
+                finally:
+                    close_executor(executor)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
+        return
+    try:
+        executor = make_executor(choice)
+    except ExecutorUnavailable as exc:
+        raise UserError(str(exc)) from None
+    if choice == "local":
+        warn("--executor local: candidate programs run in the process backend, without container isolation.")
+    try:
+        yield executor, local_note if choice == "local" else f"**Executor: the service at {choice}.**"
+    finally:
+        close_executor(executor)
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
+    from iterpref.samplers import SamplerError
+    from iterpref.samplers.hf import HFSampler
+
+    try:
+        return HFSampler(model, batch_size=config.batch_size, temperature=temperature,
+                         max_new_tokens=config.max_new_tokens, seed=config.seed, device=_device(config.device),
+                         progress=config.progress)
+    except (SamplerError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _refine_sampler(config: DemoConfig):
+    from iterpref.samplers import SamplerError, make_sampler
+
+    if config.refine_script:
+        try:
+            return make_sampler("scripted", script=config.refine_script)
+        except SamplerError as exc:
+            raise UserError(str(exc)) from None
+    if config.sampler == "openai":
+        try:
+            return make_sampler("openai", model=config.sampler_model, base_url=config.base_url,
+                                temperature=config.temperature, max_tokens=config.max_new_tokens, seed=config.seed)
+        except (SamplerError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+    return _hf_sampler(config.model, config, config.temperature)
+
+
+def split_tasks(config: DemoConfig):
+    """HumanEval shuffled with the seed: the first ``train_tasks`` train, the next ``heldout_tasks`` are held out."""
+    from iterpref.tasks import humaneval_tasks
+
+    tasks = humaneval_tasks()
+    random.Random(config.seed).shuffle(tasks)
+    return tasks[: config.train_tasks], tasks[config.train_tasks : config.train_tasks + config.heldout_tasks]
+
+
+def _eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: Path):
+    from iterpref.evaluate import EvalSummary, evaluate, format_summary
+    from iterpref.executor import ExecutorUnavailable
+    from iterpref.samplers import SamplerError
+
+    if (out / "summary.json").is_file():
+        print(f"reusing {out / 'summary.json'}", flush=True)
+        summary = EvalSummary.load(out / "summary.json")
+    else:
+        sampler = _hf_sampler(model, config, temperature=0.0)
+        try:
+            summary, _ = evaluate(tasks, sampler, executor, samples=1, output_dir=out, wave_tasks=config.batch_size * 4,
+                                  settings={"model": model or "bundled SmolLM2-135M-Instruct", "temperature": 0.0,
+                                            "max_new_tokens": config.max_new_tokens}, progress=config.progress)
+        except (SamplerError, ExecutorUnavailable) as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            sampler.close()
+            del sampler
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def _check_config(config: DemoConfig, out: Path) -> None:
+    """Start fresh, or make sure the folder's earlier run used the same settings before reusing its stages."""
+    saved_path = out / CONFIG_NAME
+    if config.fresh and out.exists():
+        if not saved_path.is_file() and any(out.iterdir()):
+            raise UserError(f"--fresh would delete {out}, which is not a demo folder (no {CONFIG_NAME}); "
+                            "choose another --output")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    current = {k: getattr(config, k) for k in KEYED}
+    if saved_path.is_file():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        changed = [k for k in KEYED if saved.get(k) != current[k]]
+        if changed:
+            raise UserError(f"{out} holds a demo run with other settings ({', '.join(changed)}); "
+                            "add --fresh to start over or choose another --output")
+    saved_path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+
+
+def run_demo(config: DemoConfig) -> Path:
+    """Run every stage (reusing finished ones) and return the report's path."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config.validate()
+    out = Path(config.output_dir)
+    _check_config(config, out)
+    from iterpref import report, stats
+    from iterpref.executor import ExecutorUnavailable
+    from iterpref.pairs import build_pairs, tokenizer_counter
+    from iterpref.records import to_json_line
+    from iterpref.refine import load_trajectories, refine
+    from iterpref.report import DemoFacts
+    from iterpref.samplers import SamplerError
+    from iterpref.tasks import load_tasks, write_tasks
+
+    total = 8
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+
+    def lap(name: str, since: float) -> None:
+        seconds[name] = time.monotonic() - since
+        print(f"({name}: {seconds[name]:.0f} s; {time.monotonic() - started:.0f} s so far)", flush=True)
+
+    banner(1, total, "executor")
+    with open_executor(config.executor, out) as (executor, executor_note):
+        banner(2, total, f"tasks: HumanEval split {config.train_tasks} train / {config.heldout_tasks} held out "
+                         f"(seed {config.seed})")
+        train_path, heldout_path = out / "train_tasks.jsonl", out / "heldout_tasks.jsonl"
+        if not (train_path.is_file() and heldout_path.is_file()):
+            train_tasks, heldout = split_tasks(config)
+            write_tasks(train_tasks, train_path)
+            write_tasks(heldout, heldout_path)
+        train_tasks, heldout = load_tasks(train_path), load_tasks(heldout_path)
+        print(f"{train_path} ({len(train_tasks)}), {heldout_path} ({len(heldout)})", flush=True)
+
+        since = time.monotonic()
+        banner(3, total, "eval: starting model on the held-out tasks (greedy pass@1)")
+        before = _eval_stage(heldout, config.model, config, executor, out / "eval_before")
+        lap("eval before", since)
+
+        since = time.monotonic()
+        banner(4, total, f"refine: debugging loop on {len(train_tasks)} training tasks, up to {config.rounds} repairs")
+        trajectories_path = out / "trajectories.jsonl"
+        done_marker = out / "refine_done.json"
+        if done_marker.is_file():
+            print(f"reusing {trajectories_path}", flush=True)
+        else:
+            sampler = _refine_sampler(config)
+            try:
+                summary = refine(train_tasks, sampler, executor, trajectories_path, max_rounds=config.rounds,
+                                 wave_size=max(config.batch_size * 4, 1), progress=config.progress)
+            except (SamplerError, ExecutorUnavailable) as exc:
+                raise UserError(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
+            finally:
+                sampler.close()
+                del sampler
+            if summary.unfinished:
+                raise UserError(f"{summary.unfinished} tasks could not be judged (executor infra errors); rerun to resume")
+            done_marker.write_text(json.dumps({"passed": summary.passed, "tasks": summary.tasks}) + "\n")
+        trajectories = load_trajectories(trajectories_path)
+        run_stats = stats.run_stats(trajectories)
+        print(stats.format_table(run_stats), flush=True)
+        lap("refine", since)
+
+        since = time.monotonic()
+        banner(5, total, "pairs: final passing version vs an earlier failing one")
+        pairs_path = out / "pairs.jsonl"
+        prompts = {task_id: next(m["content"] for m in attempts[0].messages if m["role"] == "user")
+                   for task_id, attempts in trajectories.items()}
+        pairs, pair_summary = build_pairs(trajectories, prompts, seed=config.seed,
+                                          count_tokens=tokenizer_counter(config.model))
+        with open(pairs_path, "w", encoding="utf-8") as handle:
+            handle.writelines(to_json_line(pair) for pair in pairs)
+        (out / "pairs.summary.json").write_text(json.dumps(pair_summary.to_dict(), indent=2) + "\n")
+        run_stats = stats.run_stats(trajectories, pair_summary.to_dict())
+        stats.plot(run_stats, out / "refine_rounds.png")
+        print(f"{len(pairs)} pairs from {pair_summary.candidates} candidates -> {pairs_path}", flush=True)
+        lap("pairs", since)
+
+        since = time.monotonic()
+        banner(6, total, "train: focal DPO, line mask, alpha 1")
+        final_dir = out / "train" / "final"
+        curves, train_note, after = None, None, None
+        if not pairs:
+            train_note = "Skipped: no pairs to train on."
+            print(train_note, flush=True)
+        else:
+            if not (final_dir / "config.json").is_file():
+                from iterpref.train import TrainConfig, train
+
+                train(TrainConfig(pairs=str(pairs_path), output_dir=str(out / "train"), model=config.model,
+                                  loss="focal", mask="line", alpha=1.0, max_steps=config.train_steps,
+                                  batch_size=1, lr=config.lr, warmup_ratio=0.1, save_steps=10**6,
+                                  save_total_limit=None, seed=config.seed, progress=config.progress))
+            else:
+                print(f"reusing {final_dir}", flush=True)
+            curves = report.copy_into(out / "train" / "curves.png", out, "training_curves.png")
+            train_note = _train_note(out / "train" / "metrics.jsonl", len(pairs), config.train_steps)
+            print(train_note, flush=True)
+        lap("train", since)
+
+        if pairs:
+            since = time.monotonic()
+            banner(7, total, "eval: trained model on the same held-out tasks")
+            after = _eval_stage(heldout, str(final_dir), config, executor, out / "eval_after")
+            lap("eval after", since)
+        else:
+            banner(7, total, "eval after training: skipped (nothing was trained)")
+
+    banner(8, total, "report")
+    settings = {"model": config.model or "bundled SmolLM2-135M-Instruct",
+                "refine sampler": (f"scripted ({config.refine_script})" if config.refine_script else
+                                   f"openai {config.sampler_model} at {config.base_url}" if config.sampler == "openai"
+                                   else "the model itself"),
+                "training tasks": len(train_tasks), "held-out tasks": len(heldout), "repair rounds": config.rounds,
+                "max new tokens": config.max_new_tokens, "refine temperature": config.temperature,
+                "train steps": config.train_steps, "learning rate": config.lr, "seed": config.seed}
+    facts = DemoFacts(settings=settings, executor_note=executor_note, refine_table=stats.format_table(run_stats),
+                      refine_plot="refine_rounds.png", pair_summary=pair_summary.to_dict(), train_curves=curves,
+                      train_note=train_note, before=before, after=after, stage_seconds=seconds)
+    path = report.write_demo_report(facts, out)
+    print(report.pairs_meaning(len(pairs)).replace("**", ""), flush=True)
+    print(f"\nreport: {path}  (total {time.monotonic() - started:.0f} s)", flush=True)
+    return path
+
+
+def _train_note(metrics_path: Path, pairs: int, steps: int) -> str:
+    records = []
+    if metrics_path.is_file():
+        records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    losses = [r for r in records if "loss" in r]
+    if not losses:
+        return f"Trained {steps} steps on {pairs} pairs (no metrics were logged)."
+    first, last = losses[0], losses[-1]
+    accuracy = last.get("rewards/accuracies")
+    return (f"Trained {steps} optimiser steps on {pairs} pairs: loss {first['loss']:.4f} -> {last['loss']:.4f}"
+            + (f", last reward accuracy {accuracy:.2f}" if accuracy is not None else "") + ".")

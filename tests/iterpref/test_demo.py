@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from iterpref.cli import UserError, main
+from iterpref.demo import DemoConfig, split_tasks
+
+pytest.importorskip("sandbox.local")
+
+TINY = ["--train-tasks", "3", "--heldout-tasks", "2", "--rounds", "1", "--max-new-tokens", "24",
+        "--train-steps", "2", "--executor", "local", "--no-progress"]
+
+
+def fence(code):
+    return f"```python\n{code}```\n"
+
+
+def test_split_is_seeded_and_disjoint():
+    a_train, a_held = split_tasks(DemoConfig(train_tasks=5, heldout_tasks=4, seed=1))
+    b_train, b_held = split_tasks(DemoConfig(train_tasks=5, heldout_tasks=4, seed=1))
+    c_train, _ = split_tasks(DemoConfig(train_tasks=5, heldout_tasks=4, seed=2))
+    ids = [t.task_id for t in a_train + a_held]
+    assert ids == [t.task_id for t in b_train + b_held] and len(set(ids)) == 9
+    assert [t.task_id for t in c_train] != [t.task_id for t in a_train]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-tasks", "0"], "--train-tasks must be at least 1"),
+    (["--train-tasks", "100", "--heldout-tasks", "100"], "HumanEval has 164"),
+    (["--sampler", "openai"], "--base-url and --sampler-model"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, capsys, flags, message):
+    assert main(["demo", "-o", str(tmp_path / "d"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(290)
+def test_demo_end_to_end_with_pairs(tmp_path, capsys):
+    """Refine's replies are scripted (round 0 wrong, round 1 the reference) so that training certainly runs;
+    evaluation and training use the bundled model and the real executor."""
+    train, _ = split_tasks(DemoConfig(train_tasks=3, heldout_tasks=2))
+    script = tmp_path / "script.jsonl"
+    with open(script, "w") as handle:
+        for task in train:
+            wrong = task.prompt + "    return {}['missing']\n"
+            handle.write(json.dumps({"task_id": task.task_id, "responses": [fence(wrong), fence(task.reference)]}) + "\n")
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script)]) == 0
+    printed = capsys.readouterr().out
+    for stage in ["[1/8] executor", "[3/8] eval", "[4/8] refine", "[5/8] pairs", "[6/8] train", "[7/8] eval", "[8/8] report"]:
+        assert stage in printed
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == 3 and all(p["chosen_round"] == 1 and p["rejected_round"] == 0 for p in pairs)
+    assert (out / "train" / "final" / "config.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "3 preference pairs" in report and "smoke run" in report
+    assert "before training" in report and "after training" in report
+    for png in ["refine_rounds.png", "training_curves.png", "pass_at_1.png", "error_types.png"]:
+        assert (out / png).stat().st_size > 1000, png
+    metrics = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics)
+
+    # A second run reuses every stage; a run with other settings on the same folder is refused.
+    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script)]) == 0
+    assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing") >= 3
+    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script), "--seed", "3"]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(290)
+def test_demo_with_the_bundled_model_and_zero_pairs(tmp_path, capsys):
+    """24 new tokens cannot hold a HumanEval solution, so the bundled model gets no pairs: the demo must still
+    finish, skip training, and say so in the report."""
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped: no pairs to train on." in printed and "[7/8] eval after training: skipped" in printed
+    report = (out / "report.md").read_text()
+    assert "No preference pairs" in report and "says nothing about the method" in report
+    assert "before training" in report and "after training" not in report
+    assert not (out / "train").exists()
+    trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert {t["round"] for t in trajectories} <= {0, 1} and len({t["task_id"] for t in trajectories}) == 3
+    assert all(t["sampler"].startswith("hf:") for t in trajectories)
