@@ -23,7 +23,8 @@ fetch() {  # fetch DIR PACKAGE...
 }
 echo "build-images: wheelhouses in images/wheels"
 fetch "$here/wheels/runner" "pytest>=8"
-fetch "$here/wheels/executor" "pydantic>=2.5" "fastapi>=0.110" "uvicorn>=0.27" "httpx>=0.26" "docker>=7.0"
+fetch "$here/wheels/executor" "pydantic>=2.5" "fastapi>=0.110" "uvicorn>=0.27" "httpx>=0.26" "docker>=7.0" \
+    uvloop httptools  # uvicorn uses them when present: a faster event loop and HTTP parser
 
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE=iterpref/debian-python:bookworm

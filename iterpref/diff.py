@@ -15,7 +15,7 @@ matcher is a heuristic and can miss a longer common subsequence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from typing import Hashable, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,64 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def line_spans(text: str) -> list[tuple[int, int]]:
+def line_spans(text: str, lines: Optional[list[str]] = None) -> list[tuple[int, int]]:
     """Character span ``[start, end)`` of each line of :func:`split_lines`, excluding its newline.
 
     An empty line's span is its newline character, so a changed blank line still covers something.
+    ``lines`` may pass ``split_lines(text)`` when the caller already has it.
     """
     spans = []
     start = 0
-    for line in split_lines(text):
+    size = len(text)
+    for line in split_lines(text) if lines is None else lines:
         end = start + len(line)
-        spans.append((start, end) if line else (start, min(start + 1, len(text))))
+        spans.append((start, end) if line else (start, min(start + 1, size)))
         start = end + 1
     return spans
+
+
+def _trim(a: Sequence[Hashable], b: Sequence[Hashable]) -> tuple[int, int]:
+    """Lengths of the common prefix and (non-overlapping) common suffix of ``a`` and ``b``."""
+    n, m = len(a), len(b)
+    head = 0
+    while head < n and head < m and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def _middle_lcs(mid_a: Sequence[Hashable], mid_b: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """Exact LCS of two (trimmed) sequences by an O(n*m) table; ties skip ``mid_a`` first."""
+    rows, cols = len(mid_a), len(mid_b)
+    if not rows or not cols:
+        return []
+    # Hash once so the table compares integers, not long strings.
+    ids: dict[Hashable, int] = {}
+    mid_a = [ids.setdefault(x, len(ids)) for x in mid_a]
+    mid_b = [ids.setdefault(x, len(ids)) for x in mid_b]
+    if not set(mid_a).intersection(mid_b):  # common for a one-hunk replace: nothing to match
+        return []
+    # table[i][j] = LCS length of mid_a[i:] and mid_b[j:]
+    table = [[0] * (cols + 1) for _ in range(rows + 1)]
+    for i in range(rows - 1, -1, -1):
+        row, below = table[i], table[i + 1]
+        x = mid_a[i]
+        for j in range(cols - 1, -1, -1):
+            row[j] = below[j + 1] + 1 if x == mid_b[j] else max(below[j], row[j + 1])
+    pairs = []
+    i = j = 0
+    while i < rows and j < cols:
+        if mid_a[i] == mid_b[j]:
+            pairs.append((i, j))
+            i += 1
+            j += 1
+        elif table[i + 1][j] >= table[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
 
 
 def lcs_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int, int]]:
@@ -74,54 +120,32 @@ def lcs_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int, i
     an O(n*m) table. Ties prefer matching earlier elements of ``a``, which makes the result deterministic.
     """
     n, m = len(a), len(b)
-    head = 0
-    while head < n and head < m and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
-        tail += 1
-    # Hash once so the table compares integers, not long strings.
-    ids: dict[Hashable, int] = {}
-    mid_a = [ids.setdefault(x, len(ids)) for x in a[head : n - tail]]
-    mid_b = [ids.setdefault(x, len(ids)) for x in b[head : m - tail]]
-    rows, cols = len(mid_a), len(mid_b)
-    # table[i][j] = LCS length of mid_a[i:] and mid_b[j:]
-    table = [[0] * (cols + 1) for _ in range(rows + 1)]
-    for i in range(rows - 1, -1, -1):
-        row, below = table[i], table[i + 1]
-        x = mid_a[i]
-        for j in range(cols - 1, -1, -1):
-            row[j] = below[j + 1] + 1 if x == mid_b[j] else max(below[j], row[j + 1])
+    head, tail = _trim(a, b)
     pairs = [(k, k) for k in range(head)]
-    i = j = 0
-    while i < rows and j < cols:
-        if mid_a[i] == mid_b[j]:
-            pairs.append((head + i, head + j))
-            i += 1
-            j += 1
-        elif table[i + 1][j] >= table[i][j + 1]:
-            i += 1
-        else:
-            j += 1
+    pairs.extend((head + i, head + j) for i, j in _middle_lcs(a[head : n - tail], b[head : m - tail]))
     pairs.extend((n - tail + k, m - tail + k) for k in range(tail))
     return pairs
 
 
 def seq_diff(a: Sequence[Hashable], b: Sequence[Hashable]) -> SeqDiff:
     """Diff two sequences by exact LCS: what only ``a`` has, what only ``b`` has, and insertion anchors in ``a``."""
-    pairs = lcs_pairs(a, b)
-    a_only, b_only, anchors, hunks = [], [], set(), []
-    prev_i = prev_j = -1
-    for i, j in pairs + [(len(a), len(b))]:
-        gap_a = list(range(prev_i + 1, i))
-        gap_b = list(range(prev_j + 1, j))
-        if gap_a or gap_b:
+    n, m = len(a), len(b)
+    head, tail = _trim(a, b)
+    a_only: list[int] = []
+    b_only: list[int] = []
+    anchors: set[int] = set()
+    hunks = []
+    # Only the middle can hold gaps: walk its matches, then the first suffix match (or the ends) closes the last.
+    prev_i = prev_j = head - 1
+    middle = _middle_lcs(a[head : n - tail], b[head : m - tail])
+    for i, j in [(head + i, head + j) for i, j in middle] + [(n - tail, m - tail)]:
+        if i > prev_i + 1 or j > prev_j + 1:
             hunks.append((prev_i + 1, i, prev_j + 1, j))
-        a_only.extend(gap_a)
-        b_only.extend(gap_b)
-        if gap_b and not gap_a:
-            # Pure insertion between a[prev_i] and a[i]: both neighbours border the omission.
-            anchors.update(k for k in (prev_i, i) if 0 <= k < len(a))
+            a_only.extend(range(prev_i + 1, i))
+            b_only.extend(range(prev_j + 1, j))
+            if i == prev_i + 1:
+                # Pure insertion between a[prev_i] and a[i]: both neighbours border the omission.
+                anchors.update(k for k in (prev_i, i) if 0 <= k < n)
         prev_i, prev_j = i, j
     return SeqDiff(a_only=a_only, b_only=b_only, anchors=sorted(anchors), hunks=hunks)
 
@@ -139,7 +163,12 @@ def line_diff(rejected: str, chosen: str) -> LineDiff:
     >>> line_diff("a\\nc\\n", "a\\nb\\nc\\n").anchors
     [1, 2]
     """
-    diff = seq_diff(split_lines(rejected), split_lines(chosen))
+    return diff_lines(split_lines(rejected), split_lines(chosen))
+
+
+def diff_lines(rejected_lines: Sequence[str], chosen_lines: Sequence[str]) -> LineDiff:
+    """:func:`line_diff` of texts already split by :func:`split_lines` (saves splitting twice)."""
+    diff = seq_diff(rejected_lines, chosen_lines)
     return LineDiff(
         rejected_lines=[i + 1 for i in diff.a_only],
         chosen_lines=[j + 1 for j in diff.b_only],

@@ -19,10 +19,11 @@ Nothing here looks for a code fence or depends on a particular tokenizer. Modes:
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from typing import Sequence
 
-from iterpref.diff import line_diff, line_spans, seq_diff, split_lines
+import numpy as np
+
+from iterpref.diff import LineDiff, diff_lines, line_spans, seq_diff, split_lines
 
 MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "none")
 
@@ -35,10 +36,13 @@ _PIECE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 def error_lines(rejected: str, chosen: str, mode: str, context_lines: int = 0) -> list[int]:
     """1-based rejected lines in the error region for the line-based modes (``line``, ``prefix_suffix``,
     ``augmented``, ``none``)."""
-    n = len(split_lines(rejected))
+    rejected_lines = split_lines(rejected)
     if mode == "none":
-        return list(range(1, n + 1))
-    diff = line_diff(rejected, chosen)
+        return list(range(1, len(rejected_lines) + 1))
+    return _error_lines(diff_lines(rejected_lines, split_lines(chosen)), len(rejected_lines), mode, context_lines)
+
+
+def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int) -> list[int]:
     if mode == "line":
         return diff.error_lines
     if mode == "augmented":
@@ -72,10 +76,13 @@ def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: i
         raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     if mode == "none":
         return [(0, len(rejected))] if rejected else []
-    spans = line_spans(rejected)
+    # Split each text once; the diff, the line spans and the token pieces all reuse it.
+    rejected_lines, chosen_lines = split_lines(rejected), split_lines(chosen)
+    diff = diff_lines(rejected_lines, chosen_lines)
+    spans = line_spans(rejected, rejected_lines)
     if mode != "token":
-        return _merge(_runs(spans, error_lines(rejected, chosen, mode, context_lines)))
-    return _merge(_token_mode_spans(rejected, chosen, spans))
+        return _merge(_runs(spans, _error_lines(diff, len(rejected_lines), mode, context_lines)))
+    return _merge(_token_mode_spans(rejected, chosen, spans, diff, line_spans(chosen, chosen_lines)))
 
 
 def _runs(spans: list[Span], lines: list[int]) -> list[Span]:
@@ -91,9 +98,8 @@ def _runs(spans: list[Span], lines: list[int]) -> list[Span]:
     return out
 
 
-def _token_mode_spans(rejected: str, chosen: str, spans: list[Span]) -> list[Span]:
-    diff = line_diff(rejected, chosen)
-    chosen_spans = line_spans(chosen)
+def _token_mode_spans(rejected: str, chosen: str, spans: list[Span], diff: LineDiff,
+                      chosen_spans: list[Span]) -> list[Span]:
     out: list[Span] = []
     for r_first, r_last, c_first, c_last in diff.hunks:
         if r_last < r_first:  # pure insertion: nothing on the rejected side changed, use the neighbours
@@ -127,16 +133,22 @@ def _merge(spans: Sequence[Span]) -> list[Span]:
 def token_mask(offsets: Sequence[Span], spans: Sequence[Span]) -> list[bool]:
     """For each token's character span ``(start, end)``, whether it overlaps any of the sorted ``spans``.
 
-    Tokens with an empty span (special tokens) are never in the region. Runs in O(tokens * log spans).
+    Tokens with an empty span (special tokens) are never in the region. Offsets need not be sorted. One
+    vectorised binary search over the span ends: O(tokens * log spans) without a Python loop per token.
 
     Args:
         offsets: ``(T,)`` list of token character spans, in text order (a fast tokenizer's offset mapping).
         spans: sorted, non-overlapping character spans from :func:`error_spans`.
     """
-    ends = [end for _, end in spans]
-    mask = []
-    for start, end in offsets:
-        # First span ending after the token starts; spans are sorted and disjoint, so it is the only candidate.
-        k = bisect_right(ends, start)
-        mask.append(end > start and k < len(spans) and spans[k][0] < end)
-    return mask
+    if not len(offsets):
+        return []
+    if not spans:
+        return [False] * len(offsets)
+    tokens = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    region = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    starts, ends = tokens[:, 0], tokens[:, 1]
+    # First span ending after the token starts; spans are sorted and disjoint, so it is the only candidate.
+    k = np.searchsorted(region[:, 1], starts, side="right")
+    found = k < len(region)
+    candidate_start = region[np.minimum(k, len(region) - 1), 0]
+    return ((ends > starts) & found & (candidate_start < ends)).tolist()

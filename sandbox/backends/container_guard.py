@@ -7,8 +7,8 @@ runner after planting a fake answer. The guard closes those doors:
 
 - it and the runner (run in a forked child, not exec'd, so the flag survives) are non-dumpable: same-user
   processes can neither ptrace them nor open their /proc files, so only the runner can write into its stdout pipe;
-- the backend's job arrives as a line with a random nonce, then the runner's JSON job; the runner never sees the
-  nonce, and the guard's memory is unreadable to the candidate;
+- the backend's job arrives as a line with a random nonce and the job's length, then the runner's JSON job; the
+  runner never sees the nonce, and the guard's memory is unreadable to the candidate;
 - once the runner's answer is complete (or the runner exits), the guard kills every other process in the
   container (kill(-1) spares only init and the caller) and writes ``IPSB1 nonce status length\\n`` and the answer.
   ``status`` is ``ok`` for a complete answer, else the runner's exit status.
@@ -91,10 +91,14 @@ def main() -> int:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
     pid, job_w, answer_r = start_runner(libc)  # the runner loads now and blocks on its stdin
 
-    nonce = sys.stdin.buffer.readline().strip()
-    job = sys.stdin.buffer.read()
+    # "<nonce> <job length>\n" then the job: reading exactly that much does not wait for the end of stdin.
+    try:
+        nonce, length = sys.stdin.buffer.readline().split()
+        job = sys.stdin.buffer.read(int(length))
+    except ValueError:
+        nonce, job = b"", b""
     if len(nonce) < 16:
-        sys.stderr.write("guard: no nonce line before the job\n")
+        sys.stderr.write("guard: no '<nonce> <length>' line before the job\n")
         os.kill(-1, signal.SIGKILL)
         return 2
     try:

@@ -2,9 +2,10 @@
 
 Each container's main process is the guard (container_guard.py), which has already started the runner; both
 wait for a job on stdin, and the pool holds a socket attached to the container's stdin, stdout and stderr.
-Serving a job is then only: write a nonce line and the job, half-close stdin, read the demultiplexed stream until
-the guard's answer (a header with the nonce, then the runner's output) is complete. A container serves one job and
-is destroyed; the pool starts its replacement in the background. Containers are labelled so orphans can be reaped.
+Serving a job is then only: write a line with a nonce and the job's length, then the job, and read the
+demultiplexed stream until the guard's answer (a header with the nonce, then the runner's output) is complete.
+A container serves one job and is destroyed; the pool starts its replacement in the background. Containers are
+labelled so orphans can be reaped.
 
 If the owning process dies, its attach sockets close, the guards read end-of-input and exit, and the next reaper
 pass (this or another instance's) removes the stopped containers.
@@ -321,8 +322,8 @@ class ContainerPool:
         reader = FrameReader(nonce)
 
         async def talk() -> None:
-            await loop.sock_sendall(container.sock, nonce + b"\n" + job)
-            container.sock.shutdown(socket.SHUT_WR)  # the guard's stdin reaches EOF
+            await loop.sock_sendall(container.sock, b"%s %d\n%s" % (nonce, len(job), job))
+            container.sock.shutdown(socket.SHUT_WR)  # nothing more will come; the guard does not wait for it
             while not reader.done():
                 chunk = await loop.sock_recv(container.sock, 1 << 18)
                 if not chunk:
