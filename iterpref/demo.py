@@ -19,9 +19,11 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,6 +123,10 @@ def docker_service(log_path: Path, startup_s: float = 120.0) -> Iterator[str]:
     command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--port", str(port),
                "--pool-size", "2", "--log-level", "warning"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SANDBOX_TOKEN": ""})
+    # A plain `kill` of the demo must still stop the service (and its containers): turn SIGTERM into an exception.
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         deadline = time.monotonic() + startup_s
         while True:
@@ -144,6 +150,12 @@ def docker_service(log_path: Path, startup_s: float = 120.0) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @contextmanager
@@ -210,7 +222,7 @@ def _device(choice: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
+def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
     from iterpref.samplers import SamplerError
     from iterpref.samplers.hf import HFSampler
 
@@ -236,7 +248,7 @@ def _refine_sampler(config: DemoConfig):
                                 temperature=config.temperature, max_tokens=config.max_new_tokens, seed=config.seed)
         except (SamplerError, ValueError) as exc:
             raise UserError(str(exc)) from None
-    return _hf_sampler(config.model, config, config.temperature)
+    return hf_sampler(config.model, config, config.temperature)
 
 
 def split_tasks(config: DemoConfig):
@@ -248,7 +260,7 @@ def split_tasks(config: DemoConfig):
     return tasks[: config.train_tasks], tasks[config.train_tasks : config.train_tasks + config.heldout_tasks]
 
 
-def _eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: Path):
+def eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: Path):
     from iterpref.evaluate import EvalSummary, evaluate, format_summary
     from iterpref.executor import ExecutorUnavailable
     from iterpref.samplers import SamplerError
@@ -257,7 +269,7 @@ def _eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: 
         print(f"reusing {out / 'summary.json'}", flush=True)
         summary = EvalSummary.load(out / "summary.json")
     else:
-        sampler = _hf_sampler(model, config, temperature=0.0)
+        sampler = hf_sampler(model, config, temperature=0.0)
         try:
             summary, _ = evaluate(tasks, sampler, executor, samples=1, output_dir=out, wave_tasks=config.batch_size * 4,
                                   settings={"model": model or "bundled SmolLM2-135M-Instruct", "temperature": 0.0,
@@ -328,7 +340,7 @@ def run_demo(config: DemoConfig) -> Path:
 
         since = time.monotonic()
         banner(3, total, "eval: starting model on the held-out tasks (greedy pass@1)")
-        before = _eval_stage(heldout, config.model, config, executor, out / "eval_before")
+        before = eval_stage(heldout, config.model, config, executor, out / "eval_before")
         lap("eval before", since)
 
         since = time.monotonic()
@@ -395,7 +407,7 @@ def run_demo(config: DemoConfig) -> Path:
         if pairs:
             since = time.monotonic()
             banner(7, total, "eval: trained model on the same held-out tasks")
-            after = _eval_stage(heldout, str(final_dir), config, executor, out / "eval_after")
+            after = eval_stage(heldout, str(final_dir), config, executor, out / "eval_after")
             lap("eval after", since)
         else:
             banner(7, total, "eval after training: skipped (nothing was trained)")

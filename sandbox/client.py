@@ -154,7 +154,8 @@ class Client:
             if len(todo) == 1:
                 answer = [RunResult.model_validate(self._post("/v1/runs", requests[todo[0]].model_dump(mode="json")))]
             else:
-                answer = BatchResult.model_validate(self._post("/v1/batch", _as_batch([requests[i] for i in todo]))).results
+                body = _as_batch([requests[i] for i in todo])
+                answer = BatchResult.model_validate(self._post("/v1/batch", body)).results
             for i, result in zip(todo, answer):
                 results[i] = result
         return results  # type: ignore[return-value]

@@ -13,7 +13,6 @@ Every request gets a run id (``X-Run-Id`` header) that keys its structured log l
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sandbox.backends.base import Backend
+from sandbox.logs import RUN_ID, event
 from sandbox.metrics import Metrics
 from sandbox.models import BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
 
@@ -109,15 +109,15 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         request.state.run_id = run_id
+        RUN_ID.set(run_id)
         response = await call_next(request)
         response.headers["X-Run-Id"] = run_id
         endpoint = request.url.path
         if endpoint.startswith("/v1/"):
             seconds = time.perf_counter() - started
             metrics.observe_request(endpoint, response.status_code, seconds)
-            log.info(json.dumps({"event": "request", "run_id": run_id, "endpoint": endpoint,
-                                 "code": response.status_code, "ms": round(seconds * 1000, 2),
-                                 **getattr(request.state, "summary", {})}))
+            event(log, "request", endpoint=endpoint, code=response.status_code, ms=round(seconds * 1000, 2),
+                  **getattr(request.state, "summary", {}))
         return response
 
     async def execute(request: Request, runs: list[RunRequest]) -> list[RunResult]:
@@ -129,7 +129,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         try:
             results = await backend.run_batch(runs)
         except Exception as exc:  # a backend bug must not take the service down; the caller may retry
-            log.exception(json.dumps({"event": "backend_error", "run_id": request.state.run_id}))
+            event(log, "backend_error", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             results = [RunResult.infra_error(f"backend failure: {type(exc).__name__}: {exc}", retryable=True)
                        for _ in runs]
         finally:

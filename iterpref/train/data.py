@@ -53,7 +53,12 @@ def resolve_layout(tokenizer, layout: str = "auto") -> str:
 
 
 class PairTokenizer:
-    """Turns :class:`Pair` records into :class:`TokenizedPair`; needs a fast tokenizer (offset mappings)."""
+    """Turns :class:`Pair` records into :class:`TokenizedPair`; needs a fast tokenizer (offset mappings).
+
+    :meth:`batch` is the fast path: it renders each completion's text in Python, then tokenizes all of them in
+    one call to the Rust tokenizer (ids and character offsets together), and builds every mask from those
+    offsets. Calling the object on one pair is the same computation on a batch of one.
+    """
 
     def __init__(self, tokenizer, mask: str = "line", context_lines: int = 0, max_length: int = 1024,
                  layout: str = "auto"):
@@ -65,49 +70,93 @@ class PairTokenizer:
         self.max_length = max_length
         self.layout = resolve_layout(tokenizer, layout)
         self._prompt_cache: dict[str, list[int]] = {}
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        if prompt not in self._prompt_cache:
-            if self.layout == "chat":
-                text = self._render([{"role": "user", "content": prompt}], add_generation_prompt=True)
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            else:
-                ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-            self._prompt_cache[prompt] = ids
-        return self._prompt_cache[prompt]
+        self._head_cache: dict[str, str] = {}  # chat layout: rendered user turn + assistant header, per prompt
 
     def _render(self, messages, add_generation_prompt=False) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
+    def _head(self, prompt: str) -> str:
+        if prompt not in self._head_cache:
+            self._head_cache[prompt] = self._render([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        return self._head_cache[prompt]
+
+    def _encode(self, texts: list[str], add_special_tokens: bool = False):
+        """One batched call into the Rust tokenizer: ids and offsets for every text."""
+        if not texts:
+            return [], []
+        enc = self.tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
+                             return_attention_mask=False)
+        return enc["input_ids"], enc["offset_mapping"]
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        self._cache_prompts([prompt])
+        return self._prompt_cache[prompt]
+
+    def _cache_prompts(self, prompts: Iterable[str]) -> None:
+        new = list(dict.fromkeys(p for p in prompts if p not in self._prompt_cache))
+        if self.layout == "chat":
+            ids, _ = self._encode([self._head(p) for p in new], add_special_tokens=False)
+        else:
+            ids, _ = self._encode(new, add_special_tokens=True)
+        self._prompt_cache.update(zip(new, ids))
+
+    def completion_text(self, prompt: str, completion: str) -> Optional[str]:
+        """The text scored for ``completion``: itself plus the end-of-turn text in the chat layout (the EOS id
+        is appended after tokenization in the plain layout); None if the chat template alters the completion."""
+        if self.layout != "chat":
+            return completion
+        head = self._head(prompt)
+        full = self._render([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}])
+        if not full.startswith(head) or not full[len(head):].startswith(completion):
+            return None
+        return full[len(head):]
+
     def completion(self, prompt: str, completion: str) -> Optional[tuple[list[int], list[tuple[int, int]]]]:
         """Ids and character offsets of ``completion`` plus its end-of-turn; None if the template alters it."""
-        if self.layout == "chat":
-            head = self._render([{"role": "user", "content": prompt}], add_generation_prompt=True)
-            full = self._render([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}])
-            if not full.startswith(head) or not full[len(head):].startswith(completion):
-                return None
-            text = full[len(head):]
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-        enc = self.tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-        if self.tokenizer.eos_token_id is not None:
+        text = self.completion_text(prompt, completion)
+        if text is None:
+            return None
+        ids, offsets = self._encode([text])
+        return self._finish(completion, ids[0], offsets[0])
+
+    def _finish(self, completion: str, ids, offsets) -> tuple[list[int], list[tuple[int, int]]]:
+        ids, offsets = list(ids), list(offsets)  # the tokenizer already gives (start, end) tuples
+        if self.layout != "chat" and self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
             offsets.append((len(completion), len(completion)))
         return ids, offsets
 
-    def __call__(self, pair: Pair) -> TokenizedPair | str:
-        """Tokenize one pair; returns a drop reason from :data:`DROP_REASONS` instead when it is unusable."""
-        if pair.chosen == pair.rejected:
-            return "identical"
-        prompt_ids = self.prompt_ids(pair.prompt)
-        chosen = self.completion(pair.prompt, pair.chosen)
-        rejected = self.completion(pair.prompt, pair.rejected)
-        if chosen is None or rejected is None:
-            return "template_mismatch"
-        if len(prompt_ids) + max(len(chosen[0]), len(rejected[0])) > self.max_length:
+    def batch(self, pairs: list[Pair]) -> list[TokenizedPair | str]:
+        """Tokenize many pairs at once; each result is a :class:`TokenizedPair` or a drop reason from
+        :data:`DROP_REASONS`."""
+        results: list[Optional[TokenizedPair | str]] = [None] * len(pairs)
+        texts: list[str] = []
+        todo: list[int] = []  # pairs whose chosen and rejected texts are texts[2k], texts[2k + 1]
+        for index, pair in enumerate(pairs):
+            if pair.chosen == pair.rejected:
+                results[index] = "identical"
+                continue
+            chosen = self.completion_text(pair.prompt, pair.chosen)
+            rejected = self.completion_text(pair.prompt, pair.rejected)
+            if chosen is None or rejected is None:
+                results[index] = "template_mismatch"
+                continue
+            todo.append(index)
+            texts += [chosen, rejected]
+        self._cache_prompts(pairs[i].prompt for i in todo)
+        all_ids, all_offsets = self._encode(texts)
+        for k, index in enumerate(todo):
+            pair = pairs[index]
+            chosen_ids, _ = self._finish(pair.chosen, all_ids[2 * k], ())
+            rejected_ids, offsets = self._finish(pair.rejected, all_ids[2 * k + 1], all_offsets[2 * k + 1])
+            results[index] = self._assemble(pair, chosen_ids, rejected_ids, offsets)
+        return results
+
+    def _assemble(self, pair: Pair, chosen_ids: list[int], rejected_ids: list[int],
+                  offsets: list[tuple[int, int]]) -> TokenizedPair | str:
+        prompt_ids = self._prompt_cache[pair.prompt]
+        if len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)) > self.max_length:
             return "too_long"
-        rejected_ids, offsets = rejected
         if self.mask == "none":
             mask = [1] * len(rejected_ids)  # vanilla DPO: every completion token, end-of-turn included
         else:
@@ -115,20 +164,28 @@ class PairTokenizer:
             mask = [int(m) for m in token_mask(offsets, spans)]
         if not any(mask):
             return "empty_mask"
-        return TokenizedPair(pair.task_id, prompt_ids, chosen[0], rejected_ids, mask)
+        return TokenizedPair(pair.task_id, prompt_ids, chosen_ids, rejected_ids, mask)
+
+    def __call__(self, pair: Pair) -> TokenizedPair | str:
+        """Tokenize one pair; returns a drop reason from :data:`DROP_REASONS` instead when it is unusable."""
+        return self.batch([pair])[0]
 
 
-def tokenize_pairs(pairs: Iterable[Pair], pair_tokenizer: PairTokenizer, progress: bool = True
-                   ) -> tuple[list[TokenizedPair], Counter]:
-    """Tokenize every pair; returns the usable ones and a Counter of drop reasons."""
+def tokenize_pairs(pairs: Iterable[Pair], pair_tokenizer: PairTokenizer, progress: bool = True,
+                   chunk_size: int = 512) -> tuple[list[TokenizedPair], Counter]:
+    """Tokenize every pair, ``chunk_size`` pairs per tokenizer call; returns the usable ones and a Counter of
+    drop reasons."""
     kept, dropped = [], Counter()
     pairs = list(pairs)
-    for pair in tqdm(pairs, desc="tokenize pairs", unit="pair", disable=not progress):
-        out = pair_tokenizer(pair)
-        if isinstance(out, str):
-            dropped[out] += 1
-        else:
-            kept.append(out)
+    with tqdm(total=len(pairs), desc="tokenize pairs", unit="pair", disable=not progress) as bar:
+        for first in range(0, len(pairs), chunk_size):
+            chunk = pairs[first : first + chunk_size]
+            for out in pair_tokenizer.batch(chunk):
+                if isinstance(out, str):
+                    dropped[out] += 1
+                else:
+                    kept.append(out)
+            bar.update(len(chunk))
     return kept, dropped
 
 

@@ -7,17 +7,21 @@ runner after planting a fake answer. The guard closes those doors:
 
 - it and the runner (run in a forked child, not exec'd, so the flag survives) are non-dumpable: same-user
   processes can neither ptrace them nor open their /proc files, so only the runner can write into its stdout pipe;
-- the backend's job arrives as a line with a random nonce and the job's length, then the runner's JSON job; the
-  runner never sees the nonce, and the guard's memory is unreadable to the candidate;
+- the backend's job arrives as a line ``<nonce> <key> <length>`` (random, fresh per job), then the runner's JSON
+  job; the runner never sees nonce or key, and the guard's memory is unreadable to the candidate;
 - once the runner's answer is complete (or the runner exits), the guard kills every other process in the
-  container (kill(-1) spares only init and the caller) and writes ``IPSB1 nonce status length\\n`` and the answer.
-  ``status`` is ``ok`` for a complete answer, else the runner's exit status.
+  container (kill(-1) spares only init and the caller) and writes ``IPSB1 <nonce> <status> <length> <mac>\n``
+  and the answer, where ``status`` is ``ok`` for a complete answer, else the runner's exit status, and ``mac`` is
+  HMAC-SHA256 under ``key`` of ``status`` and the answer.
 
-The backend trusts only the ``length`` bytes after a header carrying its nonce; anything else was written by
-someone else.
+The backend trusts only an answer whose header carries its nonce and whose MAC checks out. The key never leaves
+the guard, so even a process that reads the container's stdout stream (init's pipe can be opened for reading
+too) and learns the nonce cannot produce an answer the backend accepts.
 """
 
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import runpy
@@ -91,14 +95,14 @@ def main() -> int:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
     pid, job_w, answer_r = start_runner(libc)  # the runner loads now and blocks on its stdin
 
-    # "<nonce> <job length>\n" then the job: reading exactly that much does not wait for the end of stdin.
+    # "<nonce> <key> <job length>\n" then the job: reading exactly that much does not wait for the end of stdin.
     try:
-        nonce, length = sys.stdin.buffer.readline().split()
+        nonce, key, length = sys.stdin.buffer.readline().split()
         job = sys.stdin.buffer.read(int(length))
     except ValueError:
-        nonce, job = b"", b""
-    if len(nonce) < 16:
-        sys.stderr.write("guard: no '<nonce> <length>' line before the job\n")
+        nonce, key, job = b"", b"", b""
+    if len(nonce) < 16 or len(key) < 32:
+        sys.stderr.write("guard: no '<nonce> <key> <length>' line before the job\n")
         os.kill(-1, signal.SIGKILL)
         return 2
     try:
@@ -114,7 +118,8 @@ def main() -> int:
     except ProcessLookupError:
         pass
     out = sys.stdout.buffer
-    out.write(b"%s %s %s %d\n" % (HEADER, nonce, status, len(answer)))
+    mac = hmac.new(key, status + b" " + answer, hashlib.sha256).hexdigest().encode()
+    out.write(b"%s %s %s %d %s\n" % (HEADER, nonce, status, len(answer), mac))
     out.write(answer)
     out.flush()
     return 0

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from sandbox.backends.base import Backend
 from sandbox.backends.docker_pool import ContainerPool, ContainerSpec, Exchange, WarmContainer
+from sandbox.logs import event
 from sandbox.models import RunRequest, RunResult, RunStatus, TestResult, Verdict
 
 log = logging.getLogger("sandbox.docker")
@@ -138,7 +139,8 @@ class DockerBackend(Backend):
         if need_mb > container.memory_mb:
             await asyncio.to_thread(self.pool.set_memory, container, need_mb)
         job = json.dumps({"runs": [r.model_dump(mode="json") for r in requests], "workers": workers}).encode()
-        exchange = await self.pool.exchange(container, job, deadline_s(requests, workers, self.settings.deadline_slack_s))
+        deadline = deadline_s(requests, workers, self.settings.deadline_slack_s)
+        exchange = await self.pool.exchange(container, job, deadline)
         results = parse_results(exchange, requests)
         if results is not None:
             return results
@@ -153,7 +155,8 @@ class DockerBackend(Backend):
     @staticmethod
     def _verdict_for_broken_container(request: RunRequest, exchange: Exchange, state: dict) -> RunResult:
         if not state:
-            return RunResult.infra_error("the runner container vanished mid-run (removed or engine restarted)", retryable=True)
+            message = "the runner container vanished mid-run (removed, or the engine restarted)"
+            return RunResult.infra_error(message, retryable=True)
         if state.get("OOMKilled"):
             return whole_run_result(
                 request, Verdict.MEMORY, "MemoryError", "the container's memory limit was hit (OOM kill)"
@@ -172,18 +175,7 @@ class DockerBackend(Backend):
 
     @staticmethod
     def _log_failure(container: WarmContainer, exchange: Exchange, state: dict, n_runs: int) -> None:
-        log.warning(
-            json.dumps(
-                {
-                    "event": "runner_failed",
-                    "container": container.id[:12],
-                    "runs": n_runs,
-                    "timed_out": exchange.timed_out,
-                    "oom_killed": bool(state.get("OOMKilled")),
-                    "exit_code": state.get("ExitCode"),
-                    "runner_exit": exchange.runner_exit,
-                    "foreign_stdout_bytes": exchange.foreign_bytes,
-                    "stderr_tail": exchange.stderr_tail[-500:],
-                }
-            )
-        )
+        event(log, "runner_failed", logging.WARNING, container=container.id[:12], runs=n_runs,
+              timed_out=exchange.timed_out, oom_killed=bool(state.get("OOMKilled")), exit_code=state.get("ExitCode"),
+              runner_exit=exchange.runner_exit, foreign_stdout_bytes=exchange.foreign_bytes, forged=exchange.forged,
+              stderr_tail=exchange.stderr_tail[-500:])

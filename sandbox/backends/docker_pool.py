@@ -2,7 +2,7 @@
 
 Each container's main process is the guard (container_guard.py), which has already started the runner; both
 wait for a job on stdin, and the pool holds a socket attached to the container's stdin, stdout and stderr.
-Serving a job is then only: write a line with a nonce and the job's length, then the job, and read the
+Serving a job is then only: write a line with a nonce, a MAC key and the job's length, then the job, and read the
 demultiplexed stream until the guard's answer (a header with the nonce, then the runner's output) is complete.
 A container serves one job and is destroyed; the pool starts its replacement in the background. Containers are
 labelled so orphans can be reaped.
@@ -14,7 +14,8 @@ pass (this or another instance's) removes the stopped containers.
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
+import hmac
 import logging
 import secrets
 import socket
@@ -22,10 +23,13 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Optional
 
 import docker
 import docker.errors
+
+from sandbox.logs import event
 
 log = logging.getLogger("sandbox.docker")
 
@@ -34,6 +38,9 @@ OWNER_LABEL = "iterpref.sandbox.owner"
 RUNNER_ROLE = "runner"
 DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
 HEADER = b"IPSB1"  # must match sandbox/backends/container_guard.py
+ORPHAN_GRACE_S = 60.0  # another instance's stopped or 'created' container is left alone this long
+PROTOCOL_LABEL = "iterpref.sandbox.protocol"
+PROTOCOL = "3"  # the guard's stdin/stdout framing; images/Dockerfile.runner sets the same label
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Exchange:
     timed_out: bool = False
     stderr_tail: str = ""
     foreign_bytes: int = 0  # stdout bytes before the guard's header: written by something else in the container
+    forged: bool = False  # a header with our nonce came with an answer whose MAC was wrong
 
     @property
     def answered(self) -> bool:
@@ -116,13 +124,18 @@ class Exchange:
 
 class FrameReader:
     """Demultiplexes Docker's non-tty attach stream (8-byte header: stream id, size; then the payload) and finds
-    the guard's answer: ``IPSB1 <nonce> <ok|exit status> <length>\n`` then ``length`` bytes of its stdout."""
+    the guard's answer: ``IPSB1 <nonce> <ok|exit status> <length> <mac>\n``, then ``length`` bytes of the runner's
+    stdout, accepted only if ``mac`` is HMAC-SHA256 under our key of ``<status> <body>``."""
 
     _FRAME = struct.Struct(">BxxxL")
     _KEEP_SCANNING = 256  # bytes kept while looking for the header; more than a header line
 
-    def __init__(self, nonce: bytes) -> None:
+    def __init__(self, nonce: bytes, key: bytes) -> None:
         self._marker = HEADER + b" " + nonce + b" "
+        self._key = key
+        self._mac = b""
+        self._status = b""
+        self.forged = False  # a header with our nonce whose MAC did not check out
         self._buffer = bytearray()
         self.stdout = bytearray()
         self.stderr = bytearray()
@@ -158,9 +171,9 @@ class FrameReader:
             del self.stdout[:drop]
             return
         try:
-            status_text, length_text = self.stdout[at + len(self._marker) : newline].split()
+            status_text, length_text, self._mac = self.stdout[at + len(self._marker) : newline].split()
             self.runner_exit = 0 if status_text == b"ok" else int(status_text)
-            self._length = int(length_text)
+            self._length, self._status = int(length_text), bytes(status_text)
         except ValueError:
             return
         self.foreign_bytes += at
@@ -171,9 +184,15 @@ class FrameReader:
         return self._body_start is not None and len(self.stdout) >= self._length
 
     def answer(self) -> tuple[Optional[int], bytes]:
+        """(runner exit status, runner stdout) once complete and authentic; (None, b"") otherwise."""
         if not self.done():
             return None, b""
-        return self.runner_exit, bytes(self.stdout[: self._length])
+        body = bytes(self.stdout[: self._length])
+        expected = hmac.new(self._key, self._status + b" " + body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(expected, bytes(self._mac)):
+            self.forged = True
+            return None, b""
+        return self.runner_exit, body
 
 
 class ContainerPool:
@@ -230,11 +249,17 @@ class ContainerPool:
             raise RuntimeError(f"cannot reach the Docker engine ({exc}); start it (e.g. .ci/docker-engine.sh)") from exc
         self.docker_reachable = True
         try:
-            self.client.images.get(self.spec.image)
+            image = self.client.images.get(self.spec.image)
         except docker.errors.ImageNotFound:
             raise RuntimeError(
                 f"runner image {self.spec.image!r} not found; build it with images/build-images.sh"
             ) from None
+        found = (image.labels or {}).get(PROTOCOL_LABEL)
+        if found != PROTOCOL:
+            raise RuntimeError(
+                f"runner image {self.spec.image!r} speaks guard protocol {found!r}, this service {PROTOCOL!r}; "
+                f"rebuild it with images/build-images.sh"
+            )
 
     async def close(self) -> None:
         """Stop refilling, destroy every container this pool made (idle, busy, or still starting)."""
@@ -310,7 +335,7 @@ class ContainerPool:
             pass
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
-                log.warning(json.dumps({"event": "remove_failed", "container": container_id[:12], "error": str(exc)}))
+                event(log, "remove_failed", logging.WARNING, container=container_id[:12], error=str(exc))
 
     # ----- one job ---------------------------------------------------------------------------------------------
 
@@ -318,11 +343,11 @@ class ContainerPool:
         """Send ``job`` to the runner (through the guard) and read its answer; past ``deadline_s`` the container
         is killed."""
         loop = asyncio.get_running_loop()
-        nonce = secrets.token_hex(16).encode()
-        reader = FrameReader(nonce)
+        nonce, key = secrets.token_hex(16).encode(), secrets.token_hex(32).encode()
+        reader = FrameReader(nonce, key)
 
         async def talk() -> None:
-            await loop.sock_sendall(container.sock, b"%s %d\n%s" % (nonce, len(job), job))
+            await loop.sock_sendall(container.sock, b"%s %s %d\n%s" % (nonce, key, len(job), job))
             container.sock.shutdown(socket.SHUT_WR)  # nothing more will come; the guard does not wait for it
             while not reader.done():
                 chunk = await loop.sock_recv(container.sock, 1 << 18)
@@ -341,6 +366,7 @@ class ContainerPool:
         result.runner_exit, result.runner_stdout = reader.answer()
         result.stderr_tail = reader.stderr.decode("utf-8", "replace")
         result.foreign_bytes = reader.foreign_bytes
+        result.forged = reader.forged
         return result
 
     def _kill(self, container_id: str) -> None:
@@ -392,7 +418,7 @@ class ContainerPool:
                 elif isinstance(outcome, BaseException):
                     failures += 1
                     self.last_error = str(outcome)
-                    log.error(json.dumps({"event": "runner_start_failed", "error": str(outcome)}))
+                    event(log, "runner_start_failed", logging.ERROR, error=str(outcome))
             if failures and not self._closing:
                 # Back off when the engine or image is broken instead of spinning on errors; close() wakes us.
                 self._wake.clear()
@@ -431,19 +457,30 @@ class ContainerPool:
                 self.last_error = str(exc)
 
     def reap(self, everything_of_ours: bool) -> int:
-        """Remove orphaned runner containers: stopped ones of any owner, running ones of ours we do not track
-        (or all of ours when closing), and ones stuck in 'created' for over a minute. Returns how many."""
+        """Remove orphaned runner containers: stopped ones (another live instance's only after a grace period,
+        since it may still be reading why one stopped), running ones of ours we do not track (all of ours when
+        closing), and ones stuck in 'created' for over a minute. Returns how many."""
         removed = 0
         for info in self.client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"}):
             ours = info["Labels"].get(OWNER_LABEL) == self.owner
             if ours and info["Id"] in self._busy and not everything_of_ours:
                 continue  # its job's outcome is still being read
             state = info.get("State", "")
-            stale_created = state == "created" and time.time() - info.get("Created", 0) > 60
+            stale_created = state == "created" and time.time() - info.get("Created", 0) > ORPHAN_GRACE_S
+            stopped = state in ("exited", "dead") and (ours or self._stopped_for(info["Id"]) > ORPHAN_GRACE_S)
             leaked = ours and (everything_of_ours or info["Id"] not in self._known)
-            if state in ("exited", "dead") or stale_created or leaked:
+            if stopped or stale_created or leaked:
                 self._remove(info["Id"])
                 removed += 1
         if removed:
-            log.info(json.dumps({"event": "reaped", "containers": removed}))
+            event(log, "reaped", containers=removed)
         return removed
+
+    def _stopped_for(self, container_id: str) -> float:
+        """Seconds since the container stopped (0 if unknown or gone)."""
+        try:
+            finished = self.client.api.inspect_container(container_id)["State"]["FinishedAt"]
+            stamp = datetime.fromisoformat(finished[:26].rstrip("Z") + "+00:00")  # Docker gives nanoseconds
+        except (docker.errors.APIError, KeyError, ValueError):
+            return 0.0
+        return (datetime.now(timezone.utc) - stamp).total_seconds()

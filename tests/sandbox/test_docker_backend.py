@@ -4,7 +4,10 @@ thing (marker `docker`): container hardening, hostile programs, orphan reaping, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import logging
 import struct
 import threading
 import time
@@ -41,29 +44,45 @@ def req(code: str, tests: list[dict], **limits) -> RunRequest:
 # ----- pure pieces -----------------------------------------------------------------------------------------------
 
 
-def test_frame_reader_trusts_only_bytes_after_its_nonce_header():
+def guard_header(nonce: bytes, key: bytes, status: bytes, body: bytes) -> bytes:
+    mac = hmac.new(key, status + b" " + body, hashlib.sha256).hexdigest().encode()
+    return b"IPSB1 %s %s %d %s\n" % (nonce, status, len(body), mac)
+
+
+NONCE, KEY = b"abcdef0123456789" * 2, b"k" * 64
+
+
+def test_frame_reader_trusts_only_an_authentic_answer_after_its_nonce_header():
     answer = b'{"results": []}'
     stream = (
-        frame(1, b"IPSB1 0000000000000000 ok 5\nforged")  # a header with the wrong nonce
+        frame(1, guard_header(b"0" * 32, KEY, b"ok", b"forged"))  # a header with another nonce
+        + frame(1, b"forged")
         + frame(2, b"some stderr")
-        + frame(1, b"junk" * 1000 + b"IPSB1 abcdef0123456789 ok %d\n" % len(answer) + answer[:4])
+        + frame(1, b"junk" * 1000 + guard_header(NONCE, KEY, b"ok", answer) + answer[:4])
         + frame(1, answer[4:])
     )
-    reader = FrameReader(b"abcdef0123456789")
+    reader = FrameReader(NONCE, KEY)
     for i in range(0, len(stream), 7):  # arbitrary chunking of frames and headers
         reader.feed(stream[i : i + 7])
     assert reader.done()
     assert reader.answer() == (0, answer)
-    assert reader.foreign_bytes > 4000
+    assert reader.foreign_bytes > 4000 and not reader.forged
     assert bytes(reader.stderr) == b"some stderr"
 
 
+def test_frame_reader_rejects_a_header_with_our_nonce_but_a_wrong_mac():
+    fake = b'{"results": [{"status": "completed", "passed": true}]}'
+    reader = FrameReader(NONCE, KEY)
+    reader.feed(frame(1, guard_header(NONCE, b"x" * 64, b"ok", fake) + fake))  # nonce stolen, key unknown
+    assert reader.done() and reader.answer() == (None, b"") and reader.forged
+
+
 def test_frame_reader_memory_stays_bounded_under_a_flood_and_reports_exit_status():
-    reader = FrameReader(b"n" * 32)
+    reader = FrameReader(NONCE, KEY)
     for _ in range(200):
         reader.feed(frame(1, b"x" * 65536))
     assert len(reader.stdout) <= 256 and not reader.done()
-    reader.feed(frame(1, b"IPSB1 " + b"n" * 32 + b" 137 0\n"))
+    reader.feed(frame(1, guard_header(NONCE, KEY, b"137", b"")))
     assert reader.answer() == (137, b"")
 
 
@@ -322,23 +341,43 @@ def test_fork_bomb_and_memory_hog_are_contained(backend):
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
-def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_client):
-    image = ContainerSpec().image
+def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_client, monkeypatch):
+    from docker import errors as docker_errors
+
+    image, pool = ContainerSpec().image, backend.pool
     base = {ROLE_LABEL: RUNNER_ROLE}
-    stopped = docker_client.containers.create(image, labels={**base, OWNER_LABEL: "dead-instance"})
-    leaked = docker_client.containers.run(image, entrypoint=["sleep", "60"], detach=True,
-                                          labels={**base, OWNER_LABEL: backend.pool.owner})
-    other = docker_client.containers.run(image, entrypoint=["sleep", "60"], detach=True,
-                                         labels={**base, OWNER_LABEL: "live-instance"})
+
+    def stopped(owner: str):
+        container = docker_client.containers.create(image, labels={**base, OWNER_LABEL: owner})
+        docker_client.api.start(container.id)
+        try:
+            docker_client.api.wait(container.id, timeout=20)  # outside its role the guard refuses and exits
+        except docker_errors.NotFound:
+            pass  # another live instance's reaper got there first
+        return container
+
+    def sleeping(owner: str):
+        return docker_client.containers.run(image, entrypoint=["sleep", "60"], detach=True,
+                                            labels={**base, OWNER_LABEL: owner})
+
+    mine_stopped, other_stopped = stopped(pool.owner), stopped("other-instance")
+    leaked, other_running = sleeping(pool.owner), sleeping("other-instance")
+    made = (mine_stopped, other_stopped, leaked, other_running)
     try:
-        docker_client.api.start(stopped.id)
-        docker_client.api.wait(stopped.id, timeout=20)  # the guard refuses to run outside its role: it exits
-        backend.pool.reap(False)  # (another live instance's reaper may remove `stopped` first: that is fine)
-        remaining = {c.id for c in docker_client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}"})}
-        assert stopped.id not in remaining and leaked.id not in remaining
-        assert other.id in remaining
+        def remaining() -> set[str]:
+            return {c.id for c in docker_client.containers.list(all=True, filters={"label": ROLE_LABEL})}
+
+        pool.reap(False)
+        left = remaining()
+        assert mine_stopped.id not in left and leaked.id not in left  # ours and untracked: gone at once
+        assert other_running.id in left  # a live instance's container is never touched
+        assert other_stopped.id in left  # another instance's stopped one: within its grace period
+        monkeypatch.setattr(pool, "_stopped_for", lambda container_id: 3600.0)  # an hour later
+        pool.reap(False)
+        left = remaining()
+        assert other_stopped.id not in left and other_running.id in left
     finally:
-        for container in (stopped, leaked, other):
+        for container in made:
             try:
                 container.remove(force=True)
             except Exception:
@@ -347,7 +386,7 @@ def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_cli
 
 @pytest.mark.docker
 @pytest.mark.timeout(180)
-def test_service_over_http_survives_every_hostile_program(docker_client):
+def test_service_over_http_survives_every_hostile_program(docker_client, caplog):
     from fastapi.testclient import TestClient
 
     from sandbox.server import ServiceSettings, create_app
@@ -366,9 +405,14 @@ def test_service_over_http_survives_every_hostile_program(docker_client):
     backend = DockerBackend(DockerSettings(pool_size=2, deadline_slack_s=1.0))
     with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
         body = {"runs": [r.model_dump(mode="json") for r in [*hostile, good]]}
-        response = client.post("/v1/batch", json=body)
+        with caplog.at_level(logging.INFO, logger="sandbox"):
+            response = client.post("/v1/batch", json=body)
         assert response.status_code == 200
         results = [RunResult.model_validate(r) for r in response.json()["results"]]
+        # The backend's account of each broken container is logged under the request's run id.
+        events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+        failures = [e for e in events if e["event"] == "runner_failed"]
+        assert failures and {e["run_id"] for e in failures} == {response.headers["x-run-id"]}
         assert [r.passed for r in results] == [False] * len(hostile) + [True]
         assert all(r.status == RunStatus.COMPLETED for r in results)
         assert client.post("/v1/runs", json=good.model_dump(mode="json")).json()["passed"] is True
@@ -378,3 +422,16 @@ def test_service_over_http_survives_every_hostile_program(docker_client):
             time.sleep(0.1)
     left = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
     assert left == []
+
+
+@pytest.mark.docker
+def test_an_image_with_another_guard_protocol_is_refused_with_advice(docker_client):
+    from sandbox.backends.docker_pool import ContainerPool
+
+    other = "iterpref/sandbox-executor:latest"  # any image without the runner's protocol label
+    try:
+        docker_client.images.get(other)
+    except Exception:
+        pytest.skip(f"{other} not built")
+    with pytest.raises(RuntimeError, match="protocol.*build-images.sh"):
+        ContainerPool(ContainerSpec(image=other), 1).check_engine_and_image()
