@@ -1,6 +1,6 @@
 """Throughput and latency of the executor service under load, against the same programs run directly.
 
-    python benchmarks/bench_load.py [--backend auto|docker|process] [--runs 2000] [--clients 32] [--batch 8]
+    python benchmarks/bench_load.py [--backend auto|docker|process] [--runs 2000] [--clients 32] [--batch 16]
 
 Load: ``sandbox serve`` on loopback, ``--clients`` concurrent AsyncClients sending batches of ``--batch`` programs
 (mostly ordinary, some hostile, every verdict known; see tests/conformance/load.py), against a queue small enough
@@ -40,19 +40,20 @@ def main() -> int:
     parser.add_argument("--backend", choices=["auto", "docker", "process"], default="auto")
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--queue", type=int, default=64, help="the service's queue capacity in programs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool-size", type=int, default=2, help="warm runner containers (docker backend)")
     args = parser.parse_args()
-    if min(args.runs, args.clients, args.batch, args.queue, args.workers) < 1:
-        parser.error("--runs, --clients, --batch, --queue and --workers must be at least 1")
+    if min(args.runs, args.clients, args.batch, args.queue, args.workers, args.pool_size) < 1:
+        parser.error("--runs, --clients, --batch, --queue, --workers and --pool-size must be at least 1")
     backend = args.backend
     if backend == "auto":
         backend = "process" if docker_problem() else "docker"
     elif backend == "docker" and docker_problem():
         parser.error(docker_problem())
 
-    executor = Executor(backend, queue=args.queue, workers=args.workers)
+    executor = Executor(backend, queue=args.queue, pool_size=args.pool_size, workers=args.workers)
     executor.start()
     try:
         with tqdm(total=args.runs, desc=f"load ({backend})", unit="run") as bar:

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", default="auto", help="auto, docker, local or a URL of `sandbox serve`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--name", default=None, help="file name of the saved table (default: experiment-<scale>)")
     args = parser.parse_args(argv)
     try:
@@ -122,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     from iterpref.records import Pair, load_records
     from iterpref.tasks import load_tasks
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     config = DemoConfig(train_tasks=args.train_tasks, heldout_tasks=args.heldout_tasks, seed=args.seed,

@@ -56,6 +56,7 @@ class DemoConfig:
     lr: float = 5e-6
     executor: str = "auto"  # auto, docker, local or a URL of `sandbox serve`
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default (1 helps on a busy shared machine)
     fresh: bool = False
     refine_script: Optional[str] = None  # tests only: refine's replies from a scripted-sampler JSONL
     progress: bool = True
@@ -64,6 +65,8 @@ class DemoConfig:
         for name in ("train_tasks", "heldout_tasks", "max_new_tokens", "batch_size", "train_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
             raise UserError(f"--rounds must be 0 or more, got {self.rounds}")
         if self.train_tasks + self.heldout_tasks > 164:
@@ -307,6 +310,10 @@ def run_demo(config: DemoConfig) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config.validate()
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     out = Path(config.output_dir)
     _check_config(config, out)
     from iterpref import report, stats

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--executor", default=d.executor,
                         help="auto (Docker if usable, else process backend with a warning), docker, local, or a URL")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device, help="where the model runs")
+    parser.add_argument("--threads", type=int, default=d.threads,
+                        help="torch CPU threads (default: torch's choice); 1 avoids stalls on a busy shared machine")
     parser.add_argument("--fresh", action="store_true", help="delete the output folder's earlier demo run first")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--refine-script", default=None, help=argparse.SUPPRESS)  # tests: scripted refine replies

@@ -3,8 +3,8 @@
 A batch is split into a few chunks, one container per chunk; inside a container the runner gives every program
 its own process and work directory. A container whose runner did not answer properly (host deadline, OOM kill,
 died, or printed something that is not a valid answer) says nothing trustworthy about the programs it held:
-when it held several, each is run again alone so one hostile program cannot decide its neighbours' verdicts;
-when it held one, that program gets the verdict for what happened to the container.
+when it held several, they run again in halves, each in a fresh container, until the culprit runs alone, so one
+hostile program cannot decide its neighbours' verdicts; the program alone gets the verdict for what happened.
 """
 
 from __future__ import annotations
@@ -126,14 +126,22 @@ class DockerBackend(Backend):
             message = f"no runner container became free within {self.settings.acquire_timeout_s:.0f}s ({reason})"
             return [RunResult.infra_error(message, retryable=True) for _ in requests]
         try:
-            return await self._serve(container, requests)
+            results = await self._serve(container, requests)
         except docker.errors.DockerException as exc:  # the engine failed us, not the program
             message = f"Docker engine error while serving the run: {exc}"
             return [RunResult.infra_error(message, retryable=True) for _ in requests]
         finally:
             self.pool.release(container)
+        if results is not None:
+            return results
+        # The container held several programs and broke: no verdict from it is trusted. Halves run again in
+        # fresh containers, down to the culprit alone (about 2 log2(n) containers for one hostile program).
+        half = len(requests) // 2
+        parts = await asyncio.gather(self._run_chunk(requests[:half]), self._run_chunk(requests[half:]))
+        return parts[0] + parts[1]
 
-    async def _serve(self, container: WarmContainer, requests: list[RunRequest]) -> list[RunResult]:
+    async def _serve(self, container: WarmContainer, requests: list[RunRequest]) -> Optional[list[RunResult]]:
+        """The results of ``requests`` from ``container``; None when it broke while holding several programs."""
         workers = min(self.workers, len(requests))
         need_mb = max(r.limits.memory_mb for r in requests) * workers + _RUNNER_OVERHEAD_MB
         if need_mb > container.memory_mb:
@@ -147,9 +155,7 @@ class DockerBackend(Backend):
         state = await asyncio.to_thread(self.pool.final_state, container.id)
         self._log_failure(container, exchange, state, len(requests))
         if len(requests) > 1 and state:
-            # Find out which program broke the container: each runs again in a container of its own.
-            alone = await asyncio.gather(*(self._run_chunk([r]) for r in requests))
-            return [parts[0] for parts in alone]
+            return None
         return [self._verdict_for_broken_container(r, exchange, state) for r in requests]
 
     @staticmethod

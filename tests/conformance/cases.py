@@ -50,7 +50,7 @@ CASES = [
     # --- resources ---------------------------------------------------------------------------------------------
     Case("fork_bomb", _fn("while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
          ("timeout",)),
-    Case("fork_bomb_at_top_level", "import os, time\nfor _ in range(12):\n    os.fork()\ntime.sleep(60)\n",
+    Case("fork_bomb_at_top_level", "import os, time\nfor _ in range(10):\n    os.fork()\ntime.sleep(60)\n",
          ("timeout",), on={"docker": ("error",)}, program_error=True),  # docker: the pids limit refuses forks
     Case("thread_bomb", _fn("import threading\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,)).start()"),
          ("error",)),

@@ -32,21 +32,58 @@ def docker_problem() -> str | None:
     return None
 
 
-def runner_processes() -> set[int]:
-    """Host pids of runner processes and of anything running as a confined runner's uid."""
-    found = set()
+def descendants(root: int | None = None) -> set[int]:
+    """Live (non-zombie) processes below ``root`` (default: this test process). Other helpers' runners on the
+    same host are not ours to count."""
+    root = os.getpid() if root is None else root
+    children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            uid = int(Path(f"/proc/{name}/status").read_text().split("\nUid:")[1].split()[0])
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def runner_processes(root: int | None = None) -> set[int]:
+    """Our runners and what runs inside them: descendants whose command line names the runner or whose uid is a
+    confined runner's."""
+    found = set()
+    for pid in descendants(root):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            uid = int(Path(f"/proc/{pid}/status").read_text().split("\nUid:")[1].split()[0])
         except (OSError, IndexError, ValueError):
             continue
-        if state != "Z" and (RUNNER_MARK.encode() in cmdline or uid >= CONFINED_UID_FLOOR):
-            found.add(int(name))
+        if RUNNER_MARK.encode() in cmdline or uid >= CONFINED_UID_FLOOR:
+            found.add(pid)
     return found
+
+
+def still_alive(pids: set[int], wait_s: float = 30.0) -> set[int]:
+    """Which of ``pids`` are still running (not zombies) after waiting up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = set()
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+            except (OSError, IndexError):
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
 
 
 def runner_containers(owner: str) -> set[str]:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sandbox.backends.process import ProcessBackend
 from sandbox.models import RunRequest
 from sandbox.server import ServiceSettings, create_app
-from tests.conformance.conftest import docker_problem, runner_processes
+from tests.conformance.conftest import docker_problem, runner_processes, still_alive
 from tests.conformance.load import Executor, drive
 
 SLOW = {"code": "import time\ndef answer():\n    time.sleep(8)\n    return 42\n",
@@ -95,23 +95,23 @@ def test_docker_unreachable_fails_readyz_and_runs_answer_503():
 @pytest.mark.timeout(240)
 def test_executor_killed_mid_load_leaves_no_orphans_after_restart():
     # The process backend: its runners get end-of-input and a broken stdout when the executor dies.
-    before = runner_processes()
     first = Executor("process", queue=64)
     first.start()
     load = threading.Thread(target=lambda: _swallow(asyncio.run, drive(first, runs=400, clients=16, batch=8)))
     load.start()
-    time.sleep(4)
-    assert runner_processes() - before, "the load should have runners in flight when the executor is killed"
+    deadline = time.monotonic() + 30
+    orphans = set()
+    while not orphans and time.monotonic() < deadline:
+        time.sleep(0.5)
+        orphans = runner_processes(first.process.pid)
+    assert orphans, "the load should have runners in flight when the executor is killed"
     first.process.send_signal(signal.SIGKILL)  # no lifespan shutdown: whatever it started is orphaned
     first.process.wait()
     load.join()
     second = Executor("process", queue=64)
     second.start()
     try:
-        deadline = time.monotonic() + 60
-        while runner_processes() - before and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert runner_processes() - before == set()
+        assert still_alive(orphans, wait_s=60) == set()
         after = asyncio.run(drive(second, runs=40, clients=4, batch=8))
         assert after.lost == [] and after.mismatched == []
     finally:

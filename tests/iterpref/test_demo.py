@@ -8,7 +8,16 @@ from iterpref.demo import DemoConfig, split_tasks
 pytest.importorskip("sandbox.local")
 
 TINY = ["--train-tasks", "3", "--heldout-tasks", "2", "--rounds", "1", "--max-new-tokens", "24",
-        "--train-steps", "2", "--executor", "local", "--no-progress"]
+        "--train-steps", "2", "--executor", "local", "--no-progress", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    # --threads 1 keeps the tiny model fast when other jobs share the CPUs; undo it for later tests.
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 def fence(code):
@@ -28,6 +37,7 @@ def test_split_is_seeded_and_disjoint():
     (["--train-tasks", "0"], "--train-tasks must be at least 1"),
     (["--train-tasks", "100", "--heldout-tasks", "100"], "HumanEval has 164"),
     (["--sampler", "openai"], "--base-url and --sampler-model"),
+    (["--threads", "-1"], "--threads must be 0"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, flags, message):
     assert main(["demo", "-o", str(tmp_path / "d"), *flags]) == 2
