@@ -72,6 +72,66 @@ def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Pa
     return pairs_path
 
 
+KEYWORDS = {"return", "for", "in", "if", "else", "elif", "not", "and", "or", "while", "is", "None", "True", "False",
+            "def", "lambda", "import", "from", "as", "with", "try", "except", "break", "continue", "pass", "yield"}
+
+
+def mutate(reference: str, prompt: str, rng) -> str | None:
+    """A one-line bug in a reference solution: a misspelt name (NameError), or ``return None``."""
+    import re
+
+    lines = reference.splitlines()
+    options = []
+    for index in range(len(prompt.splitlines()), len(lines)):
+        code = lines[index].split("#")[0]
+        names = [n for n in re.findall(r"\b[a-z_][a-z0-9_]*\b", code) if n not in KEYWORDS]
+        options += [(index, "name", n) for n in names]
+        if code.strip().startswith("return ") and code.strip() != "return None":
+            options.append((index, "return", None))
+    if not options:
+        return None
+    index, kind, name = rng.choice(options)
+    line = lines[index]
+    if kind == "name":
+        lines[index] = re.sub(rf"\b{name}\b", name + "_x", line, count=1)
+    else:
+        lines[index] = line[: len(line) - len(line.lstrip())] + "return None"
+    return "\n".join(lines) + "\n"
+
+
+def synthetic_pairs(args, executor, out: Path, train_tasks) -> Path:
+    """Pairs without a model: round 0 is a reference solution with one injected bug, round 1 the reference.
+
+    The real loop and executor judge both (a mutant that still passes gives no pair) and the usual filters run.
+    For checking the training and evaluation path when the model makes no pairs of its own; not the paper's data.
+    """
+    import random
+
+    from iterpref.pairs import build_pairs, tokenizer_counter
+    from iterpref.records import to_json_line
+    from iterpref.refine import load_trajectories, refine
+    from iterpref.samplers.scripted import ScriptedSampler
+
+    pairs_path = out / "pairs.jsonl"
+    if pairs_path.is_file():
+        return pairs_path
+    rng = random.Random(args.seed)
+    script = {}
+    for task in train_tasks:
+        bug = mutate(task.reference, task.prompt, rng)
+        if bug:
+            script[task.task_id] = [f"```python\n{bug}```", f"```python\n{task.reference}```"]
+    tasks = [t for t in train_tasks if t.task_id in script]
+    refine(tasks, ScriptedSampler(script, name="synthetic-bugs"), executor, out / "trajectories.jsonl", max_rounds=1)
+    trajectories = load_trajectories(out / "trajectories.jsonl")
+    prompts = {t: next(m["content"] for m in a[0].messages if m["role"] == "user") for t, a in trajectories.items()}
+    pairs, summary = build_pairs(trajectories, prompts, seed=args.seed, count_tokens=tokenizer_counter(args.model))
+    with open(pairs_path, "w", encoding="utf-8") as handle:
+        handle.writelines(to_json_line(p) for p in pairs)
+    (out / "pairs.summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return pairs_path
+
+
 def train_row(args, pairs_path: Path, run_dir: Path, loss: str, mask: str, alpha: float) -> tuple[Path, float | None, float]:
     """Train one method (reused when its final model exists); returns (model folder, last loss, seconds)."""
     from iterpref.train import TrainConfig, train
@@ -94,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="runs/experiment", help="folder for every row's model and eval")
     parser.add_argument("--pairs", help="pairs JSONL to train on (default: run the debugging loop here)")
+    parser.add_argument("--synthetic-pairs", action="store_true",
+                        help="pairs from injected one-line bugs in reference solutions instead of the model's own "
+                             "repairs (checks the method's plumbing when the model makes no pairs; not the paper's data)")
     parser.add_argument("--heldout-file", help="held-out tasks JSONL (default: the demo's seeded split)")
     parser.add_argument("--train-tasks", type=int, default=24)
     parser.add_argument("--heldout-tasks", type=int, default=16)
@@ -137,7 +200,14 @@ def run(args: argparse.Namespace) -> int:
         heldout = load_tasks(args.heldout_file)
     started = time.monotonic()
     with open_executor(args.executor, out) as (executor, executor_note):
-        pairs_path = Path(args.pairs) if args.pairs else make_pairs(args, config, executor, out, train_tasks)
+        if args.pairs:
+            pairs_path, source = Path(args.pairs), f"`{args.pairs}`"
+        elif args.synthetic_pairs:
+            pairs_path = synthetic_pairs(args, executor, out, train_tasks)
+            source = ("**synthetic** debugging pairs (HumanEval reference solutions vs the same with one injected bug; "
+                      "not model-generated, not the paper's data)")
+        else:
+            pairs_path, source = make_pairs(args, config, executor, out, train_tasks), "the model's own repairs"
         pairs = load_records(pairs_path, Pair)
         overlap = {p.task_id for p in pairs} & {t.task_id for t in heldout}
         if overlap:
@@ -158,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
     types = error_type_rows({r.name: r.summary for r in rows})
     table = experiment_table(rows, types)
-    scale = (f"{len(pairs)} pairs from `{pairs_path}`, {len(heldout)} held-out HumanEval tasks, "
+    scale = (f"{len(pairs)} pairs from {source}, {len(heldout)} held-out HumanEval tasks, "
              f"{args.steps} steps x {args.batch_pairs * args.grad_accum} pairs, lr {args.lr}, beta {args.beta}, "
              f"greedy, {args.max_new_tokens} new tokens, model {args.model or 'bundled SmolLM2-135M-Instruct'}")
     text = (f"# IterPref experiment\n\n{scale}.\n\n{executor_note}\n\n{table}\n\n"

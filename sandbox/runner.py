@@ -359,7 +359,8 @@ class _Snapshot:
         for name, module in self.modules.items():
             self.spaces.append((module, dict(vars(module))))
             for value in list(vars(module).values()):
-                if isinstance(value, type) and getattr(value, "__module__", None) == name:
+                # Built-in types cannot be patched from Python (their attributes are read-only): skip them.
+                if isinstance(value, type) and getattr(value, "__module__", None) == name and name != "builtins":
                     self.spaces.append((value, dict(vars(value))))
 
     def _ours(self, name: str) -> bool:

@@ -138,10 +138,26 @@ def _process_service():
     return ProcessBackend(workers=2)
 
 
+def stale_image() -> str | None:
+    """Why the runner image does not carry this checkout's runner.py, or None (its verdicts would be another's)."""
+    import docker
+
+    from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+
+    inside = docker.from_env().containers.run(DEFAULT_RUNNER_IMAGE, entrypoint=["cat", "/opt/sandbox/runner.py"],
+                                              network_disabled=True, remove=True)
+    if inside != (Path(__file__).resolve().parents[2] / "sandbox" / "runner.py").read_bytes():
+        return f"{DEFAULT_RUNNER_IMAGE} holds another runner.py than this checkout: run images/build-images.sh"
+    return None
+
+
 def _docker_service():
     problem = docker_problem()
     if problem:
         pytest.skip(problem)
+    stale = stale_image()
+    if stale:
+        pytest.fail(stale)
     from sandbox.backends.docker import DockerBackend, DockerSettings
 
     return DockerBackend(DockerSettings(pool_size=2))

@@ -136,7 +136,7 @@ def test_restarted_docker_executor_reaps_a_started_but_unattached_orphan():
         api.start(orphan)  # what a killed executor leaves when it dies between start and attach
         backend = _docker_service()
         with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
-            deadline = time.monotonic() + 45
+            deadline = time.monotonic() + 35  # covers one periodic reap (every 30 s)
             while orphan[:12] in _ids() and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert client.get("/readyz").status_code == 200

@@ -27,7 +27,8 @@ def _free_port() -> int:
 
 
 def _runner_containers(client) -> set[str]:
-    return {c.id for c in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})}
+    # The low-level listing: the high-level one inspects each container and fails on one removed meanwhile.
+    return {c["Id"] for c in client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})}
 
 
 @pytest.fixture(scope="module")
@@ -93,5 +94,5 @@ def test_compose_up_serves_runs_over_http_and_down_leaves_nothing(compose_env):
     finally:
         down = _compose(env, project, "down", "--timeout", "30")
     assert down.returncode == 0, down.stderr[-2000:]
-    assert client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
+    assert client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
     assert _runner_containers(client) <= before, "the executor left runner containers behind"

@@ -185,8 +185,8 @@ def backend(docker_client):
     yield backend
     loop.run(backend.close())
     loop.stop()
-    left = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
-    assert left == [], f"containers left behind: {[c.short_id for c in left]}"
+    left = docker_client.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
+    assert left == [], f"containers left behind: {[c['Id'][:12] for c in left]}"
 
 
 def run(backend, *requests: RunRequest) -> list[RunResult]:
@@ -201,12 +201,12 @@ def call(name: str, expected) -> dict:
 @pytest.mark.timeout(120)
 def test_pool_containers_are_hardened(backend, docker_client):
     deadline = time.monotonic() + 30
-    while backend.pool.idle < 1:
+    while backend.pool.idle < 1 or backend.pool.removing or backend.pool.busy:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    containers = docker_client.containers.list(filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
-    assert containers
-    attrs = containers[0].attrs
+    listed = docker_client.api.containers(filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
+    assert listed
+    attrs = docker_client.api.inspect_container(listed[0]["Id"])  # idle: nothing removes it meanwhile
     host, config = attrs["HostConfig"], attrs["Config"]
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
@@ -365,7 +365,7 @@ def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_cli
     made = (mine_stopped, other_stopped, leaked, other_running)
     try:
         def remaining() -> set[str]:
-            return {c.id for c in docker_client.containers.list(all=True, filters={"label": ROLE_LABEL})}
+            return {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": ROLE_LABEL})}
 
         pool.reap(False)
         left = remaining()
@@ -420,8 +420,7 @@ def test_service_over_http_survives_every_hostile_program(docker_client, caplog)
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "service never became ready again"
             time.sleep(0.1)
-    left = docker_client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"})
-    assert left == []
+    assert docker_client.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={backend.pool.owner}"}) == []
 
 
 @pytest.mark.docker
