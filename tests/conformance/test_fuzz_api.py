@@ -49,7 +49,7 @@ else:
 # --- hypothesis: bodies shaped like RunRequest, valid and nearly valid ---------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
@@ -61,12 +61,12 @@ tests = st.one_of(
     st.fixed_dictionaries({"kind": st.just("call"), "entry_point": st.sampled_from(["f", "g", "f.x", "1bad", ""]),
                            "args": st.lists(json_values, max_size=2), "expected": json_values},
                           optional={"kwargs": st.dictionaries(st.text(max_size=4), json_values, max_size=2),
-                                    "tolerance": st.none() | st.floats(allow_nan=True)}),
+                                    "tolerance": st.none() | st.floats(allow_nan=False, allow_infinity=False)}),
     st.fixed_dictionaries({"kind": st.just("stdio"), "stdin": st.text(max_size=12),
                            "expected_stdout": st.text(max_size=12)}),
     json_values,
 )
-limits = st.fixed_dictionaries({}, optional={"time_s": st.floats(-1, 2) | st.just(float("nan")) | json_values,
+limits = st.fixed_dictionaries({}, optional={"time_s": st.floats(-1, 2) | json_values,
                                              "memory_mb": st.integers(-5, 300), "output_bytes": st.integers(-1, 9999)})
 bodies = st.fixed_dictionaries(
     {"code": programs},
@@ -75,17 +75,42 @@ bodies = st.fixed_dictionaries(
 )
 
 
+# Valid bodies too, so that plenty of examples get past validation and into the runner.
+valid_tests = st.one_of(
+    st.fixed_dictionaries({"kind": st.just("assert"), "code": st.sampled_from(["assert f(1) == 1", "1/0", "x = ("])}),
+    st.fixed_dictionaries({"kind": st.just("call"), "entry_point": st.sampled_from(["f", "g", "f.x"]),
+                           "args": st.lists(json_values, min_size=1, max_size=1), "expected": json_values}),
+    st.fixed_dictionaries({"kind": st.just("stdio"), "stdin": st.text(max_size=12),
+                           "expected_stdout": st.text(max_size=12)}),
+)
+valid_bodies = st.fixed_dictionaries(
+    {"code": programs, "tests": st.lists(valid_tests, min_size=1, max_size=3)},
+    optional={"limits": st.fixed_dictionaries({"time_s": st.floats(0.1, 2), "memory_mb": st.integers(16, 256)}),
+              "fail_fast": st.booleans()},
+)
+
+
 @pytest.mark.timeout(240)
 @FUZZ
-@given(body=bodies | json_values)
+@given(body=valid_bodies | bodies | json_values)
 def test_no_run_body_makes_the_service_fail(body):
     with TestClient(app, raise_server_exceptions=False) as client:
-        check_response("/v1/runs", client.post("/v1/runs", json=body))
-        check_response("/v1/batch", client.post("/v1/batch", json={"runs": [body, body]}))
+        for path, payload in (("/v1/runs", body), ("/v1/batch", {"runs": [body, body]})):
+            raw = json.dumps(payload, allow_nan=False).encode()  # strict JSON; NaN has its own test below
+            check_response(path, client.post(path, content=raw, headers={"content-type": "application/json"}))
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"[]", b"null", json.dumps({"code": "x" * 2_000_000}).encode()])
 def test_unparseable_bodies_are_client_errors(raw):
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/v1/runs", content=raw, headers={"content-type": "application/json"})
+        assert 400 <= response.status_code < 500, response.status_code
+
+
+@pytest.mark.xfail(strict=True, reason="H3's server: Python's JSON parser accepts NaN/Infinity, and the 422 answer "
+                   "echoes the input, which FastAPI cannot serialize: 500 'Out of range float values'")
+@pytest.mark.parametrize("raw", [b"[Infinity]", b'{"code": "x = 1", "tests": [{"code": "1"}], "limits": {"time_s": NaN}}'])
+def test_non_finite_json_numbers_are_client_errors(raw):
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/runs", content=raw, headers={"content-type": "application/json"})
         assert 400 <= response.status_code < 500, response.status_code
