@@ -1107,10 +1107,16 @@ class _Worker:
     def __init__(self, zygote: socket.socket) -> None:
         job_r, self.job_w = os.pipe()
         self.res_r, res_w = os.pipe()
-        zygote.sendmsg([b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
-            job_r.to_bytes(4, sys.byteorder) + res_w.to_bytes(4, sys.byteorder)))])
-        os.close(job_r)
-        os.close(res_w)
+        try:
+            zygote.sendmsg([b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+                job_r.to_bytes(4, sys.byteorder) + res_w.to_bytes(4, sys.byteorder)))])
+        except OSError:  # the zygote is gone (a program killed it): the caller reports, we leak nothing
+            os.close(self.job_w)
+            os.close(self.res_r)
+            raise
+        finally:
+            os.close(job_r)
+            os.close(res_w)
         os.set_blocking(self.job_w, False)
         self.pending = memoryview(b"")
         self.buffer = bytearray()
@@ -1166,7 +1172,12 @@ def run_batch(runs: list, workers: int, zygote: socket.socket) -> list[dict]:
             if idle:
                 worker = idle.pop()
             else:
-                worker, spawned = _Worker(zygote), spawned + 1
+                try:
+                    worker, spawned = _Worker(zygote), spawned + 1
+                except OSError:
+                    results[program.index] = _infra("the runner's zygote died (a program in this batch may have "
+                                                    "killed it); no supervisor could start", retryable=True)
+                    continue
                 sel.register(worker.res_r, selectors.EVENT_READ, worker)
             worker.assign(program)
             sel.register(worker.job_w, selectors.EVENT_WRITE, worker)

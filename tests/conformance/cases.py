@@ -26,6 +26,10 @@ class Case:
     secret: bool = False  # @SECRET@ is a planted host file
     program_error: bool = False
     stdout_has: str | None = None
+    infra_error_on: tuple[str, ...] = ()  # backends where the honest outcome is a retryable infra_error
+
+    def status(self, backend: str) -> str:
+        return "infra_error" if backend in self.infra_error_on else "completed"
 
     def expected(self, backend: str) -> tuple[str, ...]:
         return self.on.get(backend, self.verdicts)
@@ -109,6 +113,10 @@ CASES = [
                                    "ppid = os.getppid()\nif libc.ptrace(16, ppid, 0, 0) != 0:\n"
                                    "    raise PermissionError(ctypes.get_errno(), 'ptrace attach refused')\n"
                                    "return 42"), ("error",)),
+    # Killing every process it may signal: the container's guard notices and blames the program; in the process
+    # backend the runner's supervisor dies with it, which the runner can only report as an infra_error.
+    Case("kill_every_process", _fn("import signal\nos.kill(-1, signal.SIGKILL)\nreturn 42"), ("error",),
+         on={"process": ()}, infra_error_on=("process",)),
     Case("ctypes_segfault", _fn("import ctypes\nctypes.string_at(0)\nreturn 42"), ("crash",)),
     # --- gaming the harness ------------------------------------------------------------------------------------
     Case("sys_exit_before_asserts", "def answer():\n    return 41\n", ("error",),

@@ -37,10 +37,12 @@ def test_hostile_program_is_contained(service, case, tmp_path):
         escaped = canary.exists()
         canary.unlink(missing_ok=True)
 
-    assert result["status"] == "completed", result
+    assert result["status"] == case.status(service.name), result
+    if result["status"] == "infra_error":
+        assert result["retryable"] is True and not result["passed"]
     got = tuple(t["verdict"] for t in result["tests"])
-    first = result["tests"][0]
-    assert got == case.expected(service.name), (got, first["error_type"], first["message"])
+    first = (result["tests"] or [{}])[0]
+    assert got == case.expected(service.name), (got, first.get("error_type"), first.get("message"))
     assert not result["passed"] or set(got) == {"pass"}
     assert all(t["program_error"] == case.program_error for t in result["tests"])
     if case.stdout_has:
