@@ -41,8 +41,8 @@ KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "
 @dataclass
 class DemoConfig:
     output_dir: str = "runs/demo"
-    train_tasks: int = 24
-    heldout_tasks: int = 16
+    train_tasks: int = 20
+    heldout_tasks: int = 12
     rounds: int = 2
     seed: int = 0
     sampler: str = "hf"  # refine's replies: hf (the model being trained) or openai (a served model)

@@ -4,7 +4,8 @@
     with Client("http://127.0.0.1:8000") as executor:
         result = executor.run(RunRequest(code=..., tests=[...]))
 
-Retries: 429 (queue full; waits ``Retry-After``), 502/503/504 and dropped connections (with backoff), and results
+Retries: 429 (queue full; waits ``Retry-After``), 502/503/504 (not ready; exponential backoff, at least
+``Retry-After``; ``ExecutorNotReady`` once ``busy_wait_s`` is spent), dropped connections (with backoff), and results
 that came back as a retryable ``infra_error`` (only those programs are sent again). A server that never answers
 raises ``ExecutorUnreachable`` naming the URL; a refused request (bad token, invalid body) ``ExecutorRejected``.
 """
@@ -20,7 +21,7 @@ from typing import Optional
 
 import httpx
 
-from sandbox.errors import ExecutorBusy, ExecutorRejected, ExecutorUnreachable, SandboxError
+from sandbox.errors import ExecutorBusy, ExecutorNotReady, ExecutorRejected, ExecutorUnreachable, SandboxError
 from sandbox.models import BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
 
 URL_ENV = "SANDBOX_URL"
@@ -66,6 +67,7 @@ class _Attempts:
         self.url, self.policy = url, policy
         self.transport_failures = 0
         self.busy_deadline: Optional[float] = None
+        self.busy_tries = 0
 
     def after_transport_error(self, exc: Exception) -> float:
         self.transport_failures += 1
@@ -79,14 +81,24 @@ class _Attempts:
             return None
         if response.status_code == 429 or response.status_code in _RETRY_STATUS:
             now = time.monotonic()
+            self.busy_tries += 1
             if self.busy_deadline is None:
                 self.busy_deadline = now + self.policy.busy_wait_s
             if now >= self.busy_deadline:
-                raise ExecutorBusy(
-                    f"executor at {self.url} stayed busy (HTTP {response.status_code}: {_detail(response)}) "
-                    f"for {self.policy.busy_wait_s:.0f}s; add capacity or send less at once"
+                if response.status_code == 429:
+                    raise ExecutorBusy(
+                        f"executor at {self.url} stayed busy (HTTP 429: {_detail(response)}) "
+                        f"for {self.policy.busy_wait_s:.0f}s; add capacity or send less at once"
+                    )
+                raise ExecutorNotReady(
+                    f"executor at {self.url} stayed busy/unavailable (HTTP {response.status_code}: "
+                    f"{_detail(response)}) through {self.busy_tries} tries over {self.policy.busy_wait_s:.0f}s; "
+                    f"check its GET /readyz (is its Docker engine up?) and its logs"
                 )
-            return _retry_after(response, self.policy.backoff(1))
+            if response.status_code == 429:  # the queue drains at its own pace: wait as told
+                return _retry_after(response, self.policy.backoff(1))
+            # Not ready: back off exponentially (at least as long as told) so a down executor is not hammered.
+            return max(_retry_after(response, 0.0), self.policy.backoff(self.busy_tries))
         raise ExecutorRejected(response.status_code, _detail(response))
 
 

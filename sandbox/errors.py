@@ -23,6 +23,11 @@ class ExecutorBusy(SandboxError):
     """The executor kept answering 429 (queue full) or 503 through every retry."""
 
 
+class ExecutorNotReady(ExecutorBusy):
+    """The executor kept answering 503 (it cannot serve runs now, e.g. its Docker engine is down) through every
+    retry."""
+
+
 class ExecutorRejected(SandboxError):
     """The executor refused the request itself (bad token, invalid request); retrying will not help."""
 

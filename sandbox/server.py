@@ -5,24 +5,33 @@
     GET  /healthz    the process is up          GET /readyz   the backend can serve runs now (else 503)
     GET  /metrics    Prometheus text            GET /openapi.json
 
-When more programs are waiting or running than the queue holds, a request is answered 429 with ``Retry-After``
-at once instead of hanging. With ``SANDBOX_TOKEN`` set, /v1/* and /metrics need ``Authorization: Bearer <token>``.
+Admission is fair under backpressure: when the queue is full, a request waits in a bounded first-in-first-out line
+for at most ``max_wait_s`` (admitted in arrival order); when that line is full too, or the wait runs out, it is
+answered 429 with ``Retry-After`` instead of hanging. While the backend cannot serve (e.g. the Docker engine is
+unreachable) runs are answered 503 with ``Retry-After`` and the reason. JSON has no NaN or Infinity: bodies with
+them are answered 422 naming the field. With ``SANDBOX_TOKEN`` set, /v1/* and /metrics need ``Authorization: Bearer <token>``.
 Every request gets a run id (``X-Run-Id`` header) that keys its structured log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
+import math
 import os
 import time
 import uuid
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 
 from sandbox.backends.base import Backend
 from sandbox.logs import RUN_ID, event
@@ -36,36 +45,146 @@ TOKEN_ENV = "SANDBOX_TOKEN"
 
 @dataclass
 class ServiceSettings:
-    queue_capacity_runs: int = 2000  # programs waiting or running at once; more are answered 429
+    queue_capacity_runs: int = 2000  # programs admitted (handed to the backend) at once
+    wait_queue_runs: Optional[int] = None  # programs that may wait in line for admission; None: 4x the capacity
+    max_wait_s: float = 30.0  # longest wait in that line before 429
     retry_after_s: int = 1
     token: Optional[str] = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
 
 
 class Admission:
-    """A bounded count of admitted programs. Admission never waits: full means 429 now."""
+    """A bounded count of admitted programs, with a bounded first-in-first-out line of waiters in front of it.
 
-    def __init__(self, capacity: int) -> None:
+    Waiters are admitted strictly in arrival order (a newcomer never overtakes the line), so under overload the
+    order of service follows the order of arrival instead of whoever wins the next retry. All methods run on the
+    event loop thread, so no lock is needed."""
+
+    def __init__(self, capacity: int, wait_capacity: Optional[int] = None, max_wait_s: float = 30.0) -> None:
         self.capacity = capacity
+        self.wait_capacity = 4 * capacity if wait_capacity is None else wait_capacity
+        self.max_wait_s = max_wait_s
         self.admitted = 0
+        self.waiting = 0
+        self._line: deque[tuple[int, asyncio.Future]] = deque()
 
     def try_admit(self, n: int) -> bool:
-        if self.admitted + n > self.capacity:
+        """Admit ``n`` programs now if they fit and nobody is waiting; never waits."""
+        if self._line or self.admitted + n > self.capacity:
             return False
         self.admitted += n
         return True
 
+    async def admit(self, n: int) -> bool:
+        """Admit ``n`` programs, waiting in line up to ``max_wait_s``; False means answer 429."""
+        if self.try_admit(n):
+            return True
+        if self.max_wait_s <= 0 or self.waiting + n > self.wait_capacity:
+            return False
+        entry = (n, asyncio.get_running_loop().create_future())
+        self._line.append(entry)
+        self.waiting += n
+        try:
+            await asyncio.wait({entry[1]}, timeout=self.max_wait_s)
+        except asyncio.CancelledError:  # the client went away: give back the place, or the admission
+            if entry[1].done():
+                self.release(n)
+            else:
+                self._leave(entry)
+            raise
+        if not entry[1].done():
+            self._leave(entry)
+            return False
+        return True
+
     def release(self, n: int) -> None:
         self.admitted -= n
+        self._grant()
+
+    def _leave(self, entry: tuple[int, asyncio.Future]) -> None:
+        self._line.remove(entry)
+        self.waiting -= entry[0]
+        entry[1].cancel()
+        self._grant()  # a big batch leaving the head may let smaller ones behind it in
+
+    def _grant(self) -> None:
+        while self._line and self.admitted + self._line[0][0] <= self.capacity:
+            n, future = self._line.popleft()
+            self.waiting -= n
+            self.admitted += n
+            future.set_result(True)
 
 
 class QueueFull(Exception):
     pass
 
 
+class NotReady(Exception):
+    pass
+
+
+def _non_finite_paths(value: Any, path: tuple) -> list[tuple[tuple, str]]:
+    """Where ``value`` holds NaN or an infinity, as (location, the number's JSON spelling)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity"))]
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in _non_finite_paths(item, path + (key,))]
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _non_finite_paths(item, path + (i,))]
+    return []
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body may not hold NaN or Infinity (Python's parser accepts them, JSON does not):
+    such a body is a 422 naming each field, instead of a value that would be clamped or could not be echoed."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            seen: list[str] = []
+
+            def constant(name: str) -> float:
+                seen.append(name)
+                return float(name.replace("Infinity", "inf"))
+
+            body = json.loads(await self.body(), parse_constant=constant)
+            if seen:
+                detail = [{"type": "finite_number", "loc": ["body", *loc],
+                           "msg": f"{spelling} is not a JSON number; send a finite number"}
+                          for loc, spelling in _non_finite_paths(body, ())]
+                raise HTTPException(422, detail=detail)
+            self._json = body
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats spelled as strings and anything else unknown as its repr."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return repr(value)
+
+
 def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> FastAPI:
     settings = settings or ServiceSettings()
     metrics = Metrics()
-    admission = Admission(settings.queue_capacity_runs)
+    admission = Admission(settings.queue_capacity_runs, settings.wait_queue_runs, settings.max_wait_s)
+    # The check before each run: the backend's own if it has one (the docker backend separates "cannot serve"
+    # from a pool that is only refilling), else readiness.
+    can_serve = getattr(backend, "serving", backend.ready)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -81,10 +200,12 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         summary="Run untrusted Python against tests in isolation; get a verdict and an error per test.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJSONRoute
     app.state.backend, app.state.metrics, app.state.admission = backend, metrics, admission
 
     metrics.gauge("sandbox_queue_runs", lambda: {(): admission.admitted})
     metrics.gauge("sandbox_queue_capacity_runs", lambda: {(): admission.capacity})
+    metrics.gauge("sandbox_waiting_runs", lambda: {(): admission.waiting})
     metrics.gauge("sandbox_ready", lambda: {(): int(backend.ready()[0])})
     if hasattr(backend, "pool_stats"):
         metrics.gauge(
@@ -104,6 +225,17 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
             {"detail": str(exc)}, status_code=429, headers={"Retry-After": str(settings.retry_after_s)}
         )
 
+    @app.exception_handler(NotReady)
+    async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(settings.retry_after_s)}
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input, which fails to serialise when it holds NaN (a 500).
+        return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
+
     @app.middleware("http")
     async def observe(request: Request, call_next):
         started = time.perf_counter()
@@ -121,11 +253,15 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         return response
 
     async def execute(request: Request, runs: list[RunRequest]) -> list[RunResult]:
-        if not admission.try_admit(len(runs)):
-            if len(runs) > admission.capacity:
-                raise HTTPException(413, f"batch of {len(runs)} programs exceeds the queue capacity "
-                                         f"({admission.capacity}); split it")
-            raise QueueFull(f"queue full ({admission.admitted}/{admission.capacity} programs); retry later")
+        if len(runs) > admission.capacity:
+            raise HTTPException(413, f"batch of {len(runs)} programs exceeds the queue capacity "
+                                     f"({admission.capacity}); split it")
+        ok, reason = can_serve()
+        if not ok:
+            raise NotReady(f"executor not ready: {reason}; retry later")
+        if not await admission.admit(len(runs)):
+            raise QueueFull(f"queue full ({admission.admitted}/{admission.capacity} programs running, "
+                            f"{admission.waiting} waiting); retry later")
         try:
             results = await backend.run_batch(runs)
         except Exception as exc:  # a backend bug must not take the service down; the caller may retry

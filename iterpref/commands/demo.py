@@ -1,4 +1,4 @@
-"""`iterpref demo`: the whole pipeline on embedded defaults (about 15 minutes on a 2-core CPU), then a report."""
+"""`iterpref demo`: the whole pipeline on embedded defaults (about 10-15 minutes on an idle 2-core CPU), then a report."""
 
 from __future__ import annotations
 

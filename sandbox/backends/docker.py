@@ -5,6 +5,8 @@ its own process and work directory. A container whose runner did not answer prop
 died, or printed something that is not a valid answer) says nothing trustworthy about the programs it held:
 when it held several, they run again in halves, each in a fresh container, until the culprit runs alone, so one
 hostile program cannot decide its neighbours' verdicts; the program alone gets the verdict for what happened.
+What happened to the container from outside (killed, stopped or removed through the engine's API, or the engine
+dropped our connection) is no verdict on its programs: they get a retryable ``infra_error`` instead.
 """
 
 from __future__ import annotations
@@ -107,6 +109,14 @@ class DockerBackend(Backend):
     def ready(self) -> tuple[bool, str]:
         return self.pool.ready()
 
+    def serving(self) -> tuple[bool, str]:
+        """Whether a run sent now can be served: only an unreachable engine says no (a pool that is refilling
+        after a burst still serves, its requests wait for the next container)."""
+        if not self.pool.docker_reachable:
+            return False, (f"Docker engine unreachable at {self.pool.engine_address} "
+                           f"({self.pool.last_error or 'not checked yet'})")
+        return True, "serving"
+
     def pool_stats(self) -> dict[str, int]:
         pool = self.pool
         return {"idle": pool.idle, "busy": pool.busy, "starting": pool.starting, "removing": pool.removing,
@@ -153,13 +163,23 @@ class DockerBackend(Backend):
         if results is not None:
             return results
         state = await asyncio.to_thread(self.pool.final_state, container.id)
-        self._log_failure(container, exchange, state, len(requests))
+        outside = None
+        if state and not exchange.answered and not exchange.timed_out and not state.get("OOMKilled"):
+            outside = await asyncio.to_thread(self.pool.stopped_from_outside, container)
+        self._log_failure(container, exchange, state, len(requests), outside)
+        if outside or exchange.connection_failed or state.get("Running"):
+            # Not the programs' doing: say so, for every program it held, and let the caller retry.
+            why = (f"the runner container was stopped from outside mid-run ({outside} through the engine's API)"
+                   if outside else "the engine dropped the connection to the runner container mid-run")
+            return [RunResult.infra_error(why, retryable=True) for _ in requests]
         if len(requests) > 1 and state:
             return None
         return [self._verdict_for_broken_container(r, exchange, state) for r in requests]
 
     @staticmethod
     def _verdict_for_broken_container(request: RunRequest, exchange: Exchange, state: dict) -> RunResult:
+        """The verdict when a container held one program and broke with nobody outside to blame: the program
+        ran out of memory or time, or killed or subverted the harness."""
         if not state:
             message = "the runner container vanished mid-run (removed, or the engine restarted)"
             return RunResult.infra_error(message, retryable=True)
@@ -180,8 +200,10 @@ class DockerBackend(Backend):
         )
 
     @staticmethod
-    def _log_failure(container: WarmContainer, exchange: Exchange, state: dict, n_runs: int) -> None:
-        event(log, "runner_failed", logging.WARNING, container=container.id[:12], runs=n_runs,
+    def _log_failure(container: WarmContainer, exchange: Exchange, state: dict, n_runs: int,
+                     outside: Optional[str]) -> None:
+        event(log, "runner_failed", logging.WARNING, container=container.id[:12], runs=n_runs, outside=outside,
+              connection_failed=exchange.connection_failed,
               timed_out=exchange.timed_out, oom_killed=bool(state.get("OOMKilled")), exit_code=state.get("ExitCode"),
               runner_exit=exchange.runner_exit, foreign_stdout_bytes=exchange.foreign_bytes, forged=exchange.forged,
               stderr_tail=exchange.stderr_tail[-500:])

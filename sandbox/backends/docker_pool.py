@@ -7,8 +7,12 @@ demultiplexed stream until the guard's answer (a header with the nonce, then the
 A container serves one job and is destroyed; the pool starts its replacement in the background. Containers are
 labelled so orphans can be reaped.
 
-If the owning process dies, its attach sockets close, the guards read end-of-input and exit, and the next reaper
-pass (this or another instance's) removes the stopped containers.
+Orphans: the pool attaches to a container before starting it, so there is no moment when a container runs with
+nobody attached. If the owning process dies, its attach sockets close, the guards read end-of-input and exit, and
+the next reaper pass (this or another instance's) removes the stopped containers; one created but never started
+is removed after a grace period. Each container also carries its owner process's identity (boot id, pid
+namespace, pid, start time): a reaper that shares that pid namespace removes at once every container, running or
+not, whose owner process is gone. Reaping runs at start-up and every ``reap_interval_s``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import socket
 import struct
@@ -38,9 +43,34 @@ OWNER_LABEL = "iterpref.sandbox.owner"
 RUNNER_ROLE = "runner"
 DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
 HEADER = b"IPSB1"  # must match sandbox/backends/container_guard.py
+OWNER_PROCESS_LABEL = "iterpref.sandbox.owner.process"  # "<boot id>|<pid namespace>|<pid>|<start ticks>"
 ORPHAN_GRACE_S = 60.0  # another instance's stopped or 'created' container is left alone this long
 PROTOCOL_LABEL = "iterpref.sandbox.protocol"
 PROTOCOL = "3"  # the guard's stdin/stdout framing; images/Dockerfile.runner sets the same label
+
+
+def process_identity(pid: int) -> Optional[str]:
+    """Who process ``pid`` is, unambiguously on this kernel (pids are reused; pid and start time together are
+    not), or None if it is gone or /proc cannot tell."""
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if stat[0] == "Z":  # a zombie has finished: as good as gone
+        return None
+    return f"{boot}|{namespace}|{pid}|{stat[19]}"  # field 22 of stat: start time in clock ticks since boot
+
+
+def owner_alive(identity: str) -> Optional[bool]:
+    """Whether the process named by ``identity`` still runs: None when this process cannot tell (another host,
+    another boot, another pid namespace, or a malformed label)."""
+    parts = identity.split("|")
+    mine = process_identity(os.getpid())
+    if len(parts) != 4 or mine is None or not parts[2].isdigit() or mine.split("|")[:2] != parts[:2]:
+        return None
+    return process_identity(int(parts[2])) == identity
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,7 @@ class WarmContainer:
     sock: socket.socket
     _io: object = field(repr=False)  # the SDK's socket wrapper; kept so the socket stays open
     created_at: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # for looking up the engine's events about it
 
     def close_socket(self) -> None:
         for closer in (getattr(self._io, "close", None), self.sock.close):
@@ -116,6 +147,7 @@ class Exchange:
     stderr_tail: str = ""
     foreign_bytes: int = 0  # stdout bytes before the guard's header: written by something else in the container
     forged: bool = False  # a header with our nonce came with an answer whose MAC was wrong
+    connection_failed: bool = False  # the engine dropped our attach connection: nothing the program did
 
     @property
     def answered(self) -> bool:
@@ -207,6 +239,7 @@ class ContainerPool:
         owner: Optional[str] = None,
         parallel_starts: int = 2,
         reap_interval_s: float = 30.0,
+        ping_interval_s: float = 2.0,
     ) -> None:
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
@@ -216,6 +249,8 @@ class ContainerPool:
         self._client = client
         self._parallel_starts = parallel_starts
         self._reap_interval_s = reap_interval_s
+        self._ping_interval_s = min(ping_interval_s, reap_interval_s)
+        self.identity = process_identity(os.getpid()) or ""
         self._idle: asyncio.Queue[WarmContainer] = asyncio.Queue()
         self._starting = 0
         self._busy: dict[str, WarmContainer] = {}
@@ -363,11 +398,34 @@ class ContainerPool:
             await asyncio.to_thread(self._kill, container.id)
         except OSError as exc:  # the engine dropped the connection: reported like a missing answer
             reader.stderr += f"\n[attach connection failed: {exc}]".encode()
+            result.connection_failed = True
         result.runner_exit, result.runner_stdout = reader.answer()
         result.stderr_tail = reader.stderr.decode("utf-8", "replace")
         result.foreign_bytes = reader.foreign_bytes
         result.forged = reader.forged
         return result
+
+    def stopped_from_outside(self, container: WarmContainer) -> Optional[str]:
+        """How the engine was told to stop ``container`` (a kill, stop or removal through its API, which a
+        program inside cannot do), or None. Only this pool's deadline kill does that otherwise, and that case
+        is known before this is asked."""
+        try:
+            events = self.client.api.events(
+                since=int(container.started_wall) - 1, until=f"{time.time() + 0.5:.3f}", decode=True,
+                filters={"type": "container", "container": container.id, "event": ["kill", "stop", "destroy"]},
+            )
+            for item in events:
+                signal = (item.get("Actor") or {}).get("Attributes", {}).get("signal")
+                return f"{item.get('Action') or item.get('status')}" + (f" (signal {signal})" if signal else "")
+        except docker.errors.DockerException:
+            return None
+        return None
+
+    @property
+    def engine_address(self) -> str:
+        adapter = getattr(self.client.api, "_custom_adapter", None)
+        path = getattr(adapter, "socket_path", None)
+        return f"unix://{path}" if path else str(getattr(self.client.api, "base_url", "?"))
 
     def _kill(self, container_id: str) -> None:
         try:
@@ -429,14 +487,16 @@ class ContainerPool:
 
     def _start_one(self) -> WarmContainer:
         api = self.client.api
-        labels = {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: self.owner}
+        labels = {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: self.owner, OWNER_PROCESS_LABEL: self.identity}
         created = api.create_container(**self.spec.create_kwargs(api, labels))
         container_id = created["Id"]
         self._known.add(container_id)
         try:
-            api.start(container_id)
+            # Attach first, then start: a container never runs unattached, so if we die at any point its guard
+            # reads end-of-input and exits instead of waiting for a job forever.
             io = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock = getattr(io, "_sock", io)
+            api.start(container_id)
             sock.setblocking(False)
         except BaseException:
             self._remove(container_id)
@@ -445,24 +505,33 @@ class ContainerPool:
         return WarmContainer(id=container_id, memory_mb=self.spec.memory_mb, sock=sock, _io=io)
 
     async def _maintain_forever(self) -> None:
-        """Check the engine and reap orphans periodically."""
+        """Check the engine often (readiness follows it) and reap orphans periodically."""
+        last_reap = time.monotonic()
         while not self._closing:
-            await asyncio.sleep(self._reap_interval_s)
+            await asyncio.sleep(self._ping_interval_s)
             try:
                 await asyncio.to_thread(self.client.ping)
                 self.docker_reachable = True
-                await asyncio.to_thread(self.reap, False)
+                if time.monotonic() - last_reap >= self._reap_interval_s:
+                    last_reap = time.monotonic()
+                    await asyncio.to_thread(self.reap, False)
             except Exception as exc:
                 self.docker_reachable = False
                 self.last_error = str(exc)
 
     def reap(self, everything_of_ours: bool) -> int:
-        """Remove orphaned runner containers: stopped ones (another live instance's only after a grace period,
-        since it may still be reading why one stopped), running ones of ours we do not track (all of ours when
-        closing), and ones stuck in 'created' for over a minute. Returns how many."""
+        """Remove orphaned runner containers: any whose owner process is known to be gone (same pid namespace),
+        stopped ones (another live instance's only after a grace period, since it may still be reading why one
+        stopped), running ones of ours we do not track (all of ours when closing), and ones stuck in 'created'
+        for over a minute. A container of another instance this process cannot check stays until its guard
+        exits (see the module's docstring). Returns how many."""
         removed = 0
         for info in self.client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"}):
             ours = info["Labels"].get(OWNER_LABEL) == self.owner
+            if not ours and owner_alive(info["Labels"].get(OWNER_PROCESS_LABEL, "")) is False:
+                self._remove(info["Id"])
+                removed += 1
+                continue
             if ours and info["Id"] in self._busy and not everything_of_ours:
                 continue  # its job's outcome is still being read
             state = info.get("State", "")

@@ -32,8 +32,6 @@ def _docker_service(**settings):
 @pytest.mark.docker
 @needs_docker
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="H3's docker backend reports a container killed from outside as a completed "
-                   "`error` (HarnessSubverted), not a retryable infra_error")
 def test_runner_container_killed_mid_run_is_a_retryable_infra_error():
     import docker
 
@@ -62,8 +60,6 @@ def test_runner_container_killed_mid_run_is_a_retryable_infra_error():
 @pytest.mark.docker
 @needs_docker
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="H3's server does not consult readiness before running: with the engine gone "
-                   "a run is still handed to the backend (here a warm container answers 200) instead of 503")
 def test_docker_unreachable_fails_readyz_and_runs_answer_503():
     import docker
 
@@ -121,31 +117,43 @@ def test_executor_killed_mid_load_leaves_no_orphans_after_restart():
 @pytest.mark.docker
 @needs_docker
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="H3's pool reaps only stopped containers of other owners: a runner container "
-                   "started but not yet attached when its executor was killed keeps running forever")
 def test_restarted_docker_executor_reaps_a_started_but_unattached_orphan():
+    import subprocess
+    import sys
+
     import docker
 
-    from sandbox.backends.docker_pool import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE, ContainerSpec
+    from sandbox.backends.docker_pool import (OWNER_LABEL, OWNER_PROCESS_LABEL, ROLE_LABEL, RUNNER_ROLE,
+                                              ContainerSpec, process_identity)
 
     api = docker.from_env().api
-    dead_owner = f"dead{os.getpid()}"
-    kwargs = ContainerSpec().create_kwargs(api, {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: dead_owner})
-    orphan = api.create_container(**kwargs)["Id"]
+    # The executor that made it: a process of this host, SIGKILLed since (its identity label outlives it).
+    executor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_identity = process_identity(executor.pid)
+    executor.kill()
+    executor.wait()
+    made = []
     try:
-        api.start(orphan)  # what a killed executor leaves when it dies between start and attach
+        for owner, identity in ((f"dead{os.getpid()}", dead_identity), (f"live{os.getpid()}", process_identity(os.getpid()))):
+            labels = {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: owner, OWNER_PROCESS_LABEL: identity}
+            made.append(api.create_container(**ContainerSpec().create_kwargs(api, labels))["Id"])
+            api.start(made[-1])  # what an executor leaves when it dies between start and attach
+        orphan, live = made
         backend = _docker_service()
         with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
             deadline = time.monotonic() + 35  # covers one periodic reap (every 30 s)
-            while orphan[:12] in _ids() and time.monotonic() < deadline:
+            while (orphan[:12] in _ids() or client.get("/readyz").status_code != 200) and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert client.get("/readyz").status_code == 200
             assert orphan[:12] not in _ids(), "the orphan runner container is still there"
+            # Another instance whose process still runs (here: this one) keeps its container.
+            assert live[:12] in _ids(), "a live instance's container was reaped"
     finally:
-        try:
-            api.remove_container(orphan, force=True)
-        except docker.errors.NotFound:
-            pass
+        for container in made:
+            try:
+                api.remove_container(container, force=True)
+            except docker.errors.NotFound:
+                pass
 
 
 def _swallow(function, *args):

@@ -128,6 +128,26 @@ def test_broken_container_verdicts():
     assert gone.status == RunStatus.INFRA_ERROR and gone.retryable
 
 
+def test_owner_liveness_is_known_only_inside_our_pid_namespace():
+    import os
+    import subprocess
+    import sys
+
+    from sandbox.backends.docker_pool import owner_alive, process_identity
+
+    mine = process_identity(os.getpid())
+    assert mine and owner_alive(mine) is True
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    identity = process_identity(child.pid)
+    child.kill()
+    child.wait()
+    assert owner_alive(identity) is False
+    boot, namespace, pid, ticks = mine.split("|")
+    assert owner_alive(f"{boot}|{namespace}|{pid}|{int(ticks) + 1}") is False  # a reused pid is another process
+    assert owner_alive(f"{boot}|pid:[1]|{pid}|{ticks}") is None  # another namespace: cannot tell
+    assert owner_alive("") is None and owner_alive("a|b|c|d") is None
+
+
 def test_whole_run_result_for_a_test_file_has_one_entry():
     result = whole_run_result(RunRequest(code="", test_file="def test_a(): pass"), Verdict.TIMEOUT, "T", "m")
     assert [t.id for t in result.tests] == ["test_file"] and result.status == RunStatus.COMPLETED
@@ -337,6 +357,64 @@ def test_fork_bomb_and_memory_hog_are_contained(backend):
     assert results[1].tests[0].verdict == Verdict.MEMORY
     after = run(backend, req("x = 1\n", [{"kind": "assert", "code": "assert x == 1"}]))
     assert after[0].passed  # the service carries on
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(60)
+def test_a_batch_in_a_container_stopped_from_outside_is_retryable_infra_error(backend, docker_client):
+    slow = [req(f"import time\ntime.sleep(3)\nx = {i}\n", [{"kind": "assert", "code": "assert x >= 0"}], time_s=5)
+            for i in range(8)]
+
+    def kill_busy() -> None:
+        deadline = time.monotonic() + 20
+        while not backend.pool._busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        for container_id in list(backend.pool._busy):
+            docker_client.api.kill(container_id)
+
+    killer = threading.Thread(target=kill_busy)
+    killer.start()
+    results = run(backend, *slow)
+    killer.join()
+    # Nothing the programs did: no verdict for any of them, and no halving into fresh containers either.
+    assert [(r.status, r.retryable) for r in results] == [(RunStatus.INFRA_ERROR, True)] * 8
+    assert "stopped from outside" in results[0].infra_message
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(90)
+def test_containers_of_a_killed_owner_stop_by_themselves_and_are_reaped(backend, docker_client):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import asyncio, sys\n"
+              "from sandbox.backends.docker_pool import ContainerPool, ContainerSpec\n"
+              "async def main():\n"
+              "    pool = ContainerPool(ContainerSpec(memory_mb=256), 1)\n"
+              "    await pool.start()\n"
+              "    while pool.idle < 1:\n"
+              "        await asyncio.sleep(0.05)\n"
+              "    print(list(pool._idle._queue)[0].id, flush=True)\n"
+              "    await asyncio.sleep(120)\n"
+              "asyncio.run(main())\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        container_id = owner.stdout.readline().strip()
+        assert container_id, "the owner process did not start a container"
+        os.kill(owner.pid, signal.SIGKILL)  # no clean-up: its attach socket closes with it
+        owner.wait()
+        deadline = time.monotonic() + 30
+        while docker_client.api.inspect_container(container_id)["State"]["Running"]:
+            assert time.monotonic() < deadline, "the guard of a dead owner's container kept waiting for a job"
+            time.sleep(0.2)
+        assert backend.pool.reap(False) >= 1  # its owner process is gone: reaped at once, no grace period
+        with pytest.raises(Exception, match="No such container|404"):
+            docker_client.api.inspect_container(container_id)
+    finally:
+        owner.kill()
 
 
 @pytest.mark.docker

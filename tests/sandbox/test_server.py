@@ -3,8 +3,11 @@ Docker) for real runs, and a tiny recording backend where a test needs to contro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +15,7 @@ from fastapi.testclient import TestClient
 from sandbox.backends.base import Backend
 from sandbox.backends.process import ProcessBackend
 from sandbox.models import RunRequest, RunResult
-from sandbox.server import ServiceSettings, create_app
+from sandbox.server import Admission, ServiceSettings, create_app
 
 
 class RecordingBackend(Backend):
@@ -96,9 +99,10 @@ def test_metrics_count_requests_and_verdicts(process_client):
 
 def test_full_queue_answers_429_with_retry_after_without_calling_the_backend():
     backend = RecordingBackend()
-    app = create_app(backend, ServiceSettings(queue_capacity_runs=4, retry_after_s=3, token=None))
+    # Room for one waiting program: a batch of two is beyond the line's bound and must not wait at all.
+    app = create_app(backend, ServiceSettings(queue_capacity_runs=4, wait_queue_runs=1, retry_after_s=3, token=None))
     with TestClient(app) as client:
-        app.state.admission.admitted = 3  # three programs already waiting or running
+        app.state.admission.admitted = 3  # three programs already running
         response = client.post("/v1/batch", json={"runs": [program(0), program(1)]})
         assert response.status_code == 429
         assert response.headers["retry-after"] == "3"
@@ -106,6 +110,90 @@ def test_full_queue_answers_429_with_retry_after_without_calling_the_backend():
         assert client.post("/v1/runs", json=program(0)).status_code == 200  # one more still fits
         assert app.state.admission.admitted == 3  # released after the run
         assert "sandbox_rejected_total 1" in client.get("/metrics").text
+
+
+def test_waiters_are_admitted_in_arrival_order_and_a_timed_out_waiter_gets_429():
+    async def scenario():
+        admission = Admission(capacity=2, wait_capacity=3, max_wait_s=5.0)
+        assert await admission.admit(2)  # the queue is now full
+        order: list[str] = []
+
+        async def wait(name: str, n: int) -> None:
+            if await admission.admit(n):
+                order.append(name)
+
+        waiters = [asyncio.create_task(wait("big", 2))]
+        await asyncio.sleep(0.01)
+        waiters.append(asyncio.create_task(wait("small", 1)))
+        await asyncio.sleep(0.01)
+        assert admission.waiting == 3
+        assert not await admission.admit(1)  # the line is full: refused at once, no waiting
+        assert not admission.try_admit(1)  # and nobody overtakes the line
+        admission.release(1)  # room for "small" only, but "big" came first: it stays first
+        await asyncio.sleep(0.01)
+        assert order == []
+        admission.release(1)
+        await asyncio.sleep(0.01)
+        assert order == ["big"] and admission.waiting == 1  # "small" does not fit beside "big"
+        admission.release(2)  # "big" finished
+        await asyncio.gather(*waiters)
+        assert order == ["big", "small"] and admission.admitted == 1 and admission.waiting == 0
+
+        short = Admission(capacity=1, wait_capacity=5, max_wait_s=0.05)
+        assert await short.admit(1)
+        began = time.monotonic()
+        assert not await short.admit(1)  # waited its bounded time, then 429
+        assert 0.04 <= time.monotonic() - began < 1.0 and short.waiting == 0
+
+        cancelled = asyncio.create_task(short.admit(1))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()  # the client went away while waiting: its place is given back
+        await asyncio.gather(cancelled, return_exceptions=True)
+        assert short.waiting == 0 and short.admitted == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_request_is_served_once_room_frees_up():
+    backend = RecordingBackend()
+    app = create_app(backend, ServiceSettings(queue_capacity_runs=1, max_wait_s=5.0, token=None))
+    with TestClient(app) as client:
+        app.state.admission.admitted = 1
+
+        def free_later() -> None:
+            time.sleep(0.3)
+            client.portal.call(app.state.admission.release, 1)
+
+        helper = threading.Thread(target=free_later)
+        helper.start()
+        response = client.post("/v1/runs", json=program(0))
+        helper.join()
+        assert response.status_code == 200 and len(backend.batches) == 1
+
+
+def test_runs_answer_503_with_retry_after_while_the_backend_cannot_serve():
+    backend = RecordingBackend(ready=False)
+    with TestClient(create_app(backend, ServiceSettings(retry_after_s=2, token=None))) as client:
+        response = client.post("/v1/runs", json=program(0))
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["detail"] == "executor not ready: pool empty; retry later"
+        assert client.post("/v1/batch", json={"runs": [program(0)]}).status_code == 503
+        assert backend.batches == []
+
+
+@pytest.mark.parametrize("raw, where", [
+    (b'{"code": "x = 1", "tests": [{"code": "1"}], "limits": {"time_s": NaN}}', ["body", "limits", "time_s"]),
+    (b'{"code": "x = 1", "tests": [{"kind": "call", "entry_point": "f", "expected": -Infinity}]}',
+     ["body", "tests", 0, "expected"]),
+    (b"[Infinity]", ["body", 0]),
+])
+def test_non_finite_numbers_are_422_naming_the_field(process_client, raw, where):
+    response = process_client.post("/v1/runs", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [d["loc"] for d in detail] == [where]
+    assert "finite number" in detail[0]["msg"]
 
 
 def test_batch_larger_than_the_queue_is_413_not_429():
