@@ -56,8 +56,10 @@ class Admission:
     """A bounded count of admitted programs, with a bounded first-in-first-out line of waiters in front of it.
 
     Waiters are admitted strictly in arrival order (a newcomer never overtakes the line), so under overload the
-    order of service follows the order of arrival instead of whoever wins the next retry. All methods run on the
-    event loop thread, so no lock is needed."""
+    order of service follows the order of arrival instead of whoever wins the next retry. Once the line is full
+    it stays closed (429) until it has drained to half: otherwise a client whose request just finished would
+    refill each freed place at once, and clients that were told to retry later could lose every time. All
+    methods run on the event loop thread, so no lock is needed."""
 
     def __init__(self, capacity: int, wait_capacity: Optional[int] = None, max_wait_s: float = 30.0) -> None:
         self.capacity = capacity
@@ -65,6 +67,7 @@ class Admission:
         self.max_wait_s = max_wait_s
         self.admitted = 0
         self.waiting = 0
+        self.closed = False  # the line filled up and has not drained to half since
         self._line: deque[tuple[int, asyncio.Future]] = deque()
 
     def try_admit(self, n: int) -> bool:
@@ -78,7 +81,11 @@ class Admission:
         """Admit ``n`` programs, waiting in line up to ``max_wait_s``; False means answer 429."""
         if self.try_admit(n):
             return True
+        if self.closed and self.waiting > self.wait_capacity // 2:
+            return False
+        self.closed = False
         if self.max_wait_s <= 0 or self.waiting + n > self.wait_capacity:
+            self.closed = True
             return False
         entry = (n, asyncio.get_running_loop().create_future())
         self._line.append(entry)
