@@ -4,7 +4,7 @@
     with Client("http://127.0.0.1:8000") as executor:
         result = executor.run(RunRequest(code=..., tests=[...]))
 
-Retries: 429 (queue full; waits ``Retry-After``), 502/503/504 (not ready; exponential backoff, at least
+Retries: 429 (queue full; waits ``Retry-After`` and keeps its place in line with the ``X-Queue-Ticket`` it got), 502/503/504 (not ready; exponential backoff, at least
 ``Retry-After``; ``ExecutorNotReady`` once ``busy_wait_s`` is spent), dropped connections (with backoff), and results
 that came back as a retryable ``infra_error`` (only those programs are sent again). A server that never answers
 raises ``ExecutorUnreachable`` naming the URL; a refused request (bad token, invalid body) ``ExecutorRejected``.
@@ -68,6 +68,10 @@ class _Attempts:
         self.transport_failures = 0
         self.busy_deadline: Optional[float] = None
         self.busy_tries = 0
+        self.ticket: Optional[str] = None  # our place in the server's line, kept across 429 retries
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Queue-Ticket": self.ticket} if self.ticket else {}
 
     def after_transport_error(self, exc: Exception) -> float:
         self.transport_failures += 1
@@ -96,6 +100,7 @@ class _Attempts:
                     f"check its GET /readyz (is its Docker engine up?) and its logs"
                 )
             if response.status_code == 429:  # the queue drains at its own pace: wait as told
+                self.ticket = response.headers.get("x-queue-ticket", self.ticket)
                 return _retry_after(response, self.policy.backoff(1))
             # Not ready: back off exponentially (at least as long as told) so a down executor is not hammered.
             return max(_retry_after(response, 0.0), self.policy.backoff(self.busy_tries))
@@ -138,7 +143,7 @@ class Client:
         attempts = _Attempts(self.base_url, self.retry)
         while True:
             try:
-                response = self._http.post(path, json=body)
+                response = self._http.post(path, json=body, headers=attempts.headers())
             except _TRANSPORT_RETRY as exc:
                 time.sleep(attempts.after_transport_error(exc))
                 continue
@@ -205,7 +210,7 @@ class AsyncClient:
         attempts = _Attempts(self.base_url, self.retry)
         while True:
             try:
-                response = await self._http.post(path, json=body)
+                response = await self._http.post(path, json=body, headers=attempts.headers())
             except _TRANSPORT_RETRY as exc:
                 await asyncio.sleep(attempts.after_transport_error(exc))
                 continue

@@ -5,8 +5,9 @@
     GET  /healthz    the process is up          GET /readyz   the backend can serve runs now (else 503)
     GET  /metrics    Prometheus text            GET /openapi.json
 
-Admission is fair under backpressure: when the queue is full, a request waits in a bounded first-in-first-out line
-for at most ``max_wait_s`` (admitted in arrival order); when that line is full too, or the wait runs out, it is
+Admission is fair under backpressure: when the queue is full, a request waits in a bounded line for at most
+``max_wait_s``, admitted in order of first arrival (a 429 answer carries an ``X-Queue-Ticket`` that the client shows
+when it retries, keeping its place); when that line is full of older requests, or the wait runs out, it is
 answered 429 with ``Retry-After`` instead of hanging. While the backend cannot serve (e.g. the Docker engine is
 unreachable) runs are answered 503 with ``Retry-After`` and the reason. JSON has no NaN or Infinity: bodies with
 them are answered 422 naming the field. With ``SANDBOX_TOKEN`` set, /v1/* and /metrics need ``Authorization: Bearer <token>``.
@@ -16,6 +17,7 @@ Every request gets a run id (``X-Run-Id`` header) that keys its structured log l
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hmac
 import json
 import logging
@@ -53,13 +55,13 @@ class ServiceSettings:
 
 
 class Admission:
-    """A bounded count of admitted programs, with a bounded first-in-first-out line of waiters in front of it.
+    """A bounded count of admitted programs, with a bounded line of waiters in front of it, in arrival order.
 
-    Waiters are admitted strictly in arrival order (a newcomer never overtakes the line), so under overload the
-    order of service follows the order of arrival instead of whoever wins the next retry. Once the line is full
-    it stays closed (429) until it has drained to half: otherwise a client whose request just finished would
-    refill each freed place at once, and clients that were told to retry later could lose every time. All
-    methods run on the event loop thread, so no lock is needed."""
+    Each request gets a ticket (a number in arrival order) on its first arrival; a request answered 429 gets its
+    ticket back and shows it when it retries, so the line orders waiters by when they first arrived, not by who
+    won the latest retry. When the line is full, an older ticket takes the place of the youngest waiters (who
+    are answered 429 and keep their tickets); a request younger than everyone in a full line is answered 429 at
+    once. All methods run on the event loop thread, so no lock is needed."""
 
     def __init__(self, capacity: int, wait_capacity: Optional[int] = None, max_wait_s: float = 30.0) -> None:
         self.capacity = capacity
@@ -67,8 +69,12 @@ class Admission:
         self.max_wait_s = max_wait_s
         self.admitted = 0
         self.waiting = 0
-        self.closed = False  # the line filled up and has not drained to half since
-        self._line: deque[tuple[int, asyncio.Future]] = deque()
+        self.issued = 0  # tickets handed out so far
+        self._line: list[tuple[int, int, asyncio.Future]] = []  # (ticket, programs, admitted?), oldest first
+
+    def ticket(self) -> int:
+        self.issued += 1
+        return self.issued
 
     def try_admit(self, n: int) -> bool:
         """Admit ``n`` programs now if they fit and nobody is waiting; never waits."""
@@ -77,52 +83,78 @@ class Admission:
         self.admitted += n
         return True
 
-    async def admit(self, n: int) -> bool:
+    async def admit(self, n: int, ticket: int) -> bool:
         """Admit ``n`` programs, waiting in line up to ``max_wait_s``; False means answer 429."""
         if self.try_admit(n):
             return True
-        if self.closed and self.waiting > self.wait_capacity // 2:
+        younger = sum(e[1] for e in self._line if e[0] > ticket)
+        if self.max_wait_s <= 0 or self.wait_capacity - self.waiting + younger < n:
             return False
-        self.closed = False
-        if self.max_wait_s <= 0 or self.waiting + n > self.wait_capacity:
-            self.closed = True
-            return False
-        entry = (n, asyncio.get_running_loop().create_future())
-        self._line.append(entry)
+        while self.waiting + n > self.wait_capacity:  # make room: the youngest waiters go back to retrying
+            _, m, bumped = self._line.pop()
+            self.waiting -= m
+            bumped.set_result(False)
+        entry = (ticket, n, asyncio.get_running_loop().create_future())
+        bisect.insort(self._line, entry, key=lambda e: e[0])
         self.waiting += n
+        self._grant()
         try:
-            await asyncio.wait({entry[1]}, timeout=self.max_wait_s)
+            await asyncio.wait({entry[2]}, timeout=self.max_wait_s)
         except asyncio.CancelledError:  # the client went away: give back the place, or the admission
-            if entry[1].done():
-                self.release(n)
-            else:
+            if not entry[2].done():
                 self._leave(entry)
+            elif entry[2].result():
+                self.release(n)
             raise
-        if not entry[1].done():
+        if not entry[2].done():
             self._leave(entry)
             return False
-        return True
+        return entry[2].result()
 
     def release(self, n: int) -> None:
         self.admitted -= n
         self._grant()
 
-    def _leave(self, entry: tuple[int, asyncio.Future]) -> None:
+    def _leave(self, entry: tuple[int, int, asyncio.Future]) -> None:
         self._line.remove(entry)
-        self.waiting -= entry[0]
-        entry[1].cancel()
+        self.waiting -= entry[1]
+        entry[2].cancel()
         self._grant()  # a big batch leaving the head may let smaller ones behind it in
 
     def _grant(self) -> None:
-        while self._line and self.admitted + self._line[0][0] <= self.capacity:
-            n, future = self._line.popleft()
+        while self._line and self.admitted + self._line[0][1] <= self.capacity:
+            _, n, future = self._line.pop(0)
             self.waiting -= n
             self.admitted += n
             future.set_result(True)
 
 
 class QueueFull(Exception):
-    pass
+    def __init__(self, message: str, ticket: str) -> None:
+        super().__init__(message)
+        self.ticket = ticket
+
+
+TICKET_HEADER = "X-Queue-Ticket"
+
+
+class Tickets:
+    """Signed admission tickets, so a client can show its place in line but not invent an earlier one."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(16)
+
+    def _mac(self, number: int) -> str:
+        return hmac.new(self._key, str(number).encode(), "sha256").hexdigest()[:16]
+
+    def sign(self, number: int) -> str:
+        return f"{number}.{self._mac(number)}"
+
+    def read(self, text: Optional[str]) -> Optional[int]:
+        number, _, mac = (text or "").partition(".")
+        if number.isdigit() and hmac.compare_digest(mac, self._mac(int(number))):
+            return int(number)
+        return None
 
 
 class NotReady(Exception):
@@ -189,6 +221,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
     settings = settings or ServiceSettings()
     metrics = Metrics()
     admission = Admission(settings.queue_capacity_runs, settings.wait_queue_runs, settings.max_wait_s)
+    tickets = Tickets()
     # The check before each run: the backend's own if it has one (the docker backend separates "cannot serve"
     # from a pool that is only refilling), else readiness.
     can_serve = getattr(backend, "serving", backend.ready)
@@ -228,9 +261,8 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
 
     @app.exception_handler(QueueFull)
     async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(exc)}, status_code=429, headers={"Retry-After": str(settings.retry_after_s)}
-        )
+        return JSONResponse({"detail": str(exc)}, status_code=429,
+                            headers={"Retry-After": str(settings.retry_after_s), TICKET_HEADER: exc.ticket})
 
     @app.exception_handler(NotReady)
     async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:
@@ -266,9 +298,11 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         ok, reason = can_serve()
         if not ok:
             raise NotReady(f"executor not ready: {reason}; retry later")
-        if not await admission.admit(len(runs)):
-            raise QueueFull(f"queue full ({admission.admitted}/{admission.capacity} programs running, "
-                            f"{admission.waiting} waiting); retry later")
+        ticket = tickets.read(request.headers.get(TICKET_HEADER)) or admission.ticket()
+        if not await admission.admit(len(runs), ticket):
+            raise QueueFull(f"queue full ({admission.admitted}/{admission.capacity} programs admitted, "
+                            f"{admission.waiting} waiting); retry later with the {TICKET_HEADER} header",
+                            tickets.sign(ticket))
         try:
             results = await backend.run_batch(runs)
         except Exception as exc:  # a backend bug must not take the service down; the caller may retry

@@ -112,46 +112,64 @@ def test_full_queue_answers_429_with_retry_after_without_calling_the_backend():
         assert "sandbox_rejected_total 1" in client.get("/metrics").text
 
 
-def test_waiters_are_admitted_in_arrival_order_and_a_timed_out_waiter_gets_429():
+def test_waiters_are_admitted_in_order_of_first_arrival_and_a_timed_out_waiter_gets_429():
     async def scenario():
         admission = Admission(capacity=2, wait_capacity=3, max_wait_s=5.0)
-        assert await admission.admit(2)  # the queue is now full
+        assert await admission.admit(2, admission.ticket())  # the queue is now full
         order: list[str] = []
+        outcome: dict[str, bool] = {}
 
-        async def wait(name: str, n: int) -> None:
-            if await admission.admit(n):
+        async def wait(name: str, n: int, ticket: int) -> None:
+            outcome[name] = await admission.admit(n, ticket)
+            if outcome[name]:
                 order.append(name)
 
-        waiters = [asyncio.create_task(wait("big", 2))]
+        early = admission.ticket()  # a request that was answered 429 before and now shows its ticket
+        waiters = [asyncio.create_task(wait("big", 2, admission.ticket()))]
         await asyncio.sleep(0.01)
-        waiters.append(asyncio.create_task(wait("small", 1)))
+        waiters.append(asyncio.create_task(wait("small", 1, admission.ticket())))
         await asyncio.sleep(0.01)
         assert admission.waiting == 3
-        assert not await admission.admit(1)  # the line is full: refused at once, no waiting
+        assert not await admission.admit(1, admission.ticket())  # full of older waiters: 429 at once, no wait
         assert not admission.try_admit(1)  # and nobody overtakes the line
-        admission.release(1)  # room for "small" only, but "big" came first: it stays first
+        waiters.append(asyncio.create_task(wait("early", 1, early)))  # older than all: the youngest gives way
         await asyncio.sleep(0.01)
-        assert order == []
-        admission.release(1)
+        assert outcome == {"small": False} and admission.waiting == 3
+        admission.release(1)  # room for "early", the oldest waiter
         await asyncio.sleep(0.01)
-        assert order == ["big"] and admission.waiting == 1  # "small" does not fit beside "big"
-        admission.release(2)  # "big" finished
+        assert order == ["early"]
+        admission.release(2)  # room for "big" now
         await asyncio.gather(*waiters)
-        assert order == ["big", "small"] and admission.admitted == 1 and admission.waiting == 0
+        assert order == ["early", "big"] and admission.admitted == 2 and admission.waiting == 0
 
         short = Admission(capacity=1, wait_capacity=5, max_wait_s=0.05)
-        assert await short.admit(1)
+        assert await short.admit(1, short.ticket())
         began = time.monotonic()
-        assert not await short.admit(1)  # waited its bounded time, then 429
+        assert not await short.admit(1, short.ticket())  # waited its bounded time, then 429
         assert 0.04 <= time.monotonic() - began < 1.0 and short.waiting == 0
 
-        cancelled = asyncio.create_task(short.admit(1))
+        cancelled = asyncio.create_task(short.admit(1, short.ticket()))
         await asyncio.sleep(0.01)
         cancelled.cancel()  # the client went away while waiting: its place is given back
         await asyncio.gather(cancelled, return_exceptions=True)
         assert short.waiting == 0 and short.admitted == 1
 
     asyncio.run(scenario())
+
+
+def test_a_429_carries_a_signed_ticket_that_keeps_the_place_in_line():
+    backend = RecordingBackend()
+    app = create_app(backend, ServiceSettings(queue_capacity_runs=1, wait_queue_runs=0, token=None))
+    with TestClient(app) as client:
+        app.state.admission.admitted = 1
+        first = client.post("/v1/runs", json=program(0))
+        assert first.status_code == 429
+        ticket = first.headers["x-queue-ticket"]
+        again = client.post("/v1/runs", json=program(0), headers={"X-Queue-Ticket": ticket})
+        assert again.headers["x-queue-ticket"] == ticket  # the same place, not a new one
+        number = ticket.split(".")[0]
+        forged = client.post("/v1/runs", json=program(0), headers={"X-Queue-Ticket": f"{number}.0000"})
+        assert forged.headers["x-queue-ticket"] != ticket  # an unsigned ticket is ignored: a new one is issued
 
 
 def test_a_waiting_request_is_served_once_room_frees_up():
@@ -243,3 +261,29 @@ def test_token_comes_from_the_environment(monkeypatch):
     assert ServiceSettings().token == "from-env"
     monkeypatch.delenv("SANDBOX_TOKEN")
     assert ServiceSettings().token is None
+
+
+def test_client_resends_its_ticket_after_429_and_names_the_reason_when_503_persists():
+    import httpx
+
+    from sandbox.client import Client, RetryPolicy
+    from sandbox.errors import ExecutorNotReady
+
+    seen: list[str | None] = []
+
+    def queue_full_once(req: httpx.Request) -> httpx.Response:
+        seen.append(req.headers.get("x-queue-ticket"))
+        if len(seen) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0", "X-Queue-Ticket": "7.abc"}, json={"detail": "full"})
+        return httpx.Response(200, json=RunResult.infra_error("x", retryable=False).model_dump(mode="json"))
+
+    fast = RetryPolicy(busy_wait_s=0.3, infra_attempts=1, backoff_s=0.01, max_backoff_s=0.05)
+    with Client("http://x", transport=httpx.MockTransport(queue_full_once), retry=fast) as client:
+        client.run(RunRequest(**program(0)))
+    assert seen == [None, "7.abc"]
+
+    reason = "executor not ready: Docker engine unreachable at unix:///nowhere (refused); retry later"
+    down = httpx.MockTransport(lambda req: httpx.Response(503, headers={"Retry-After": "0"}, json={"detail": reason}))
+    with Client("http://x", transport=down, retry=fast) as client:
+        with pytest.raises(ExecutorNotReady, match="Docker engine unreachable at unix:///nowhere"):
+            client.run(RunRequest(**program(0)))
