@@ -50,8 +50,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Path:
     """The debugging loop with the model on the training tasks, then pairs (both reused when present)."""
-    from iterpref.pairs import build_pairs, tokenizer_counter
-    from iterpref.records import to_json_line
+    from iterpref.pairs import tokenizer_counter, write_pairs
     from iterpref.refine import load_trajectories, refine
 
     pairs_path = out / "pairs.jsonl"
@@ -64,11 +63,8 @@ def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Pa
     finally:
         sampler.close()
     trajectories = load_trajectories(out / "trajectories.jsonl")
-    prompts = {t: next(m["content"] for m in a[0].messages if m["role"] == "user") for t, a in trajectories.items()}
-    pairs, summary = build_pairs(trajectories, prompts, seed=args.seed, count_tokens=tokenizer_counter(args.model))
-    with open(pairs_path, "w", encoding="utf-8") as handle:
-        handle.writelines(to_json_line(p) for p in pairs)
-    (out / "pairs.summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_pairs(trajectories, pairs_path, out / "pairs.summary.json", seed=args.seed,
+                count_tokens=tokenizer_counter(args.model))
     return pairs_path
 
 
@@ -107,8 +103,7 @@ def synthetic_pairs(args, executor, out: Path, train_tasks) -> Path:
     """
     import random
 
-    from iterpref.pairs import build_pairs, tokenizer_counter
-    from iterpref.records import to_json_line
+    from iterpref.pairs import tokenizer_counter, write_pairs
     from iterpref.refine import load_trajectories, refine
     from iterpref.samplers.scripted import ScriptedSampler
 
@@ -124,11 +119,8 @@ def synthetic_pairs(args, executor, out: Path, train_tasks) -> Path:
     tasks = [t for t in train_tasks if t.task_id in script]
     refine(tasks, ScriptedSampler(script, name="synthetic-bugs"), executor, out / "trajectories.jsonl", max_rounds=1)
     trajectories = load_trajectories(out / "trajectories.jsonl")
-    prompts = {t: next(m["content"] for m in a[0].messages if m["role"] == "user") for t, a in trajectories.items()}
-    pairs, summary = build_pairs(trajectories, prompts, seed=args.seed, count_tokens=tokenizer_counter(args.model))
-    with open(pairs_path, "w", encoding="utf-8") as handle:
-        handle.writelines(to_json_line(p) for p in pairs)
-    (out / "pairs.summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_pairs(trajectories, pairs_path, out / "pairs.summary.json", seed=args.seed,
+                count_tokens=tokenizer_counter(args.model))
     return pairs_path
 
 

@@ -318,8 +318,7 @@ def run_demo(config: DemoConfig) -> Path:
     _check_config(config, out)
     from iterpref import report, stats
     from iterpref.executor import ExecutorUnavailable
-    from iterpref.pairs import build_pairs, tokenizer_counter
-    from iterpref.records import to_json_line
+    from iterpref.pairs import tokenizer_counter, write_pairs
     from iterpref.refine import load_trajectories, refine
     from iterpref.report import DemoFacts
     from iterpref.samplers import SamplerError
@@ -377,13 +376,8 @@ def run_demo(config: DemoConfig) -> Path:
         since = time.monotonic()
         banner(5, total, "pairs: final passing version vs an earlier failing one")
         pairs_path = out / "pairs.jsonl"
-        prompts = {task_id: next(m["content"] for m in attempts[0].messages if m["role"] == "user")
-                   for task_id, attempts in trajectories.items()}
-        pairs, pair_summary = build_pairs(trajectories, prompts, seed=config.seed,
+        pairs, pair_summary = write_pairs(trajectories, pairs_path, out / "pairs.summary.json", seed=config.seed,
                                           count_tokens=tokenizer_counter(config.model))
-        with open(pairs_path, "w", encoding="utf-8") as handle:
-            handle.writelines(to_json_line(pair) for pair in pairs)
-        (out / "pairs.summary.json").write_text(json.dumps(pair_summary.to_dict(), indent=2) + "\n")
         run_stats = stats.run_stats(trajectories, pair_summary.to_dict())
         stats.plot(run_stats, out / "refine_rounds.png")
         print(f"{len(pairs)} pairs from {pair_summary.candidates} candidates -> {pairs_path}", flush=True)

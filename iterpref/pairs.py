@@ -14,13 +14,15 @@ candidate, counted under the first that applies:
 from __future__ import annotations
 
 import ast
+import json
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 from iterpref.diff import line_diff, split_lines
-from iterpref.records import Attempt, Pair
+from iterpref.records import Attempt, Pair, to_json_line
 
 SELECTIONS = ("random", "last", "first")
 FILTERS = ("same_ast", "comment_only", "too_many_lines", "too_long")
@@ -133,3 +135,24 @@ def tokenizer_counter(path: Optional[str] = None) -> Callable[[str], int]:
         path = str(smollm2_dir())
     tokenizer = AutoTokenizer.from_pretrained(path)
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def round0_prompts(trajectories: dict[str, list[Attempt]]) -> dict[str, str]:
+    """Each task's prompt for its pairs: the first user turn of its round-0 attempt."""
+    prompts = {}
+    for task_id, attempts in trajectories.items():
+        users = [m["content"] for m in attempts[0].messages if m.get("role") == "user"]
+        if not users:
+            raise ValueError(f"task {task_id!r} round 0 has no user message to use as prompt")
+        prompts[task_id] = users[0]
+    return prompts
+
+
+def write_pairs(trajectories: dict[str, list[Attempt]], pairs_path: str | Path, summary_path: str | Path,
+                **build_options) -> tuple[list[Pair], PairSummary]:
+    """Build pairs (see :func:`build_pairs` for the options) and write the pairs JSONL and the summary JSON."""
+    pairs, summary = build_pairs(trajectories, round0_prompts(trajectories), **build_options)
+    with open(pairs_path, "w", encoding="utf-8") as handle:
+        handle.writelines(to_json_line(pair) for pair in pairs)
+    Path(summary_path).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return pairs, summary

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from iterpref.cli import UserError
-from iterpref.pairs import FILTERS, SELECTIONS, build_pairs, tokenizer_counter
-from iterpref.records import to_json_line
+from iterpref.pairs import FILTERS, SELECTIONS, tokenizer_counter, write_pairs
 from iterpref.refine import load_trajectories
 
 
@@ -39,23 +37,17 @@ def _run(args: argparse.Namespace) -> int:
         trajectories = load_trajectories(args.trajectories)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    prompts = {}
-    for task_id, attempts in trajectories.items():
-        users = [m["content"] for m in attempts[0].messages if m.get("role") == "user"]
-        if not users:
-            raise UserError(f"{args.trajectories}: task {task_id!r} round 0 has no user message to use as prompt")
-        prompts[task_id] = users[0]
     try:
         count_tokens = tokenizer_counter(args.tokenizer)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load a tokenizer from {args.tokenizer}: {exc}") from None
-    pairs, summary = build_pairs(trajectories, prompts, select=args.select, seed=args.seed,
-                                 max_lines=args.max_lines, max_tokens=args.max_tokens, count_tokens=count_tokens)
-    with open(args.output, "w", encoding="utf-8") as handle:
-        for pair in pairs:
-            handle.write(to_json_line(pair))
     path = Path(args.summary) if args.summary else summary_path(args.output)
-    path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    try:
+        _pairs, summary = write_pairs(trajectories, args.output, path, select=args.select, seed=args.seed,
+                                      max_lines=args.max_lines, max_tokens=args.max_tokens,
+                                      count_tokens=count_tokens)
+    except ValueError as exc:
+        raise UserError(f"{args.trajectories}: {exc}") from None
     print(f"{summary.pairs} pairs from {summary.candidates} candidates ({summary.tasks} tasks: "
           f"{summary.passed_first_try} passed first try, {summary.never_passed} never passed)")
     for name in FILTERS:
