@@ -218,11 +218,13 @@ def open_executor(choice: str, out: Path) -> Iterator[tuple[object, str]]:
 
 
 def _device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
+    from iterpref.samplers import SamplerError
+    from iterpref.samplers.hf import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return resolve_device(choice)
+    except SamplerError as exc:
+        raise UserError(str(exc)) from None
 
 
 def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):

@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 from iterpref.executor import Executor, ExecutorUnavailable
 from iterpref.extract import extract_code
-from iterpref.feedback import initial_messages
+from iterpref.feedback import initial_prompt
 from iterpref.records import Task
-from iterpref.samplers.base import Prompt, Sampler
+from iterpref.samplers.base import Sampler
 from iterpref.tasks import to_request
 from sandbox.models import RunResult, RunStatus, Verdict
 
@@ -194,7 +194,7 @@ def evaluate(
     try:
         for start in range(0, len(tasks), wave_tasks):
             wave = tasks[start : start + wave_tasks]
-            prompts = [Prompt(t.task_id, 0, initial_messages(t)) for t in wave for _ in range(samples)]
+            prompts = [initial_prompt(t) for t in wave for _ in range(samples)]
             replies = sampler.generate(prompts)
             if len(replies) != len(prompts):
                 raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")

@@ -7,9 +7,11 @@ stays the same size every round and a resumed job can rebuild it from the last l
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from iterpref.records import Task
+from iterpref.samplers.base import Prompt
 from sandbox.models import RunResult, TestResult, Verdict
 
 SYSTEM = "You are an expert Python programmer. Reply with one complete Python program in a ```python block."
@@ -32,6 +34,18 @@ def user_prompt(task: Task) -> str:
 
 def initial_messages(task: Task) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_prompt(task)}]
+
+
+def initial_code_start(task: Task) -> str:
+    """Code the first reply may begin with: the prompt itself when it is the entry point's signature and docstring
+    (HumanEval style); nothing for other tasks."""
+    if task.entry_point and re.search(rf"^\s*(async\s+)?def\s+{re.escape(task.entry_point)}\s*\(", task.prompt, re.M):
+        return task.prompt
+    return ""
+
+
+def initial_prompt(task: Task) -> Prompt:
+    return Prompt(task.task_id, 0, initial_messages(task), code_start=initial_code_start(task))
 
 
 def _clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:

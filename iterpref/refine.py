@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from iterpref.executor import Executor, ExecutorUnavailable
 from iterpref.extract import extract_code
-from iterpref.feedback import initial_messages, repair_messages
+from iterpref.feedback import initial_prompt, repair_messages
 from iterpref.records import Attempt, Task, to_json_line
 from iterpref.samplers.base import Prompt, Sampler
 from iterpref.tasks import to_request
@@ -99,7 +99,7 @@ class _State:
 
     def next_prompt(self) -> Prompt:
         if self.last is None:
-            return Prompt(self.task.task_id, 0, initial_messages(self.task))
+            return initial_prompt(self.task)
         result = RunResult.model_validate(self.last.result)
         return Prompt(self.task.task_id, self.last.round + 1, repair_messages(self.task, self.last.code, result))
 

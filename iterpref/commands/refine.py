@@ -8,6 +8,7 @@ from iterpref.cli import UserError
 from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
 from iterpref.refine import refine
 from iterpref.samplers import KINDS, SamplerError, make_sampler
+from iterpref.samplers.hf import PREFILLS, resolve_device
 from iterpref.tasks import TaskError, load_tasks
 
 
@@ -22,6 +23,11 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-p", type=float, default=0.95)
     group.add_argument("--max-new-tokens", type=int, default=512)
     group.add_argument("--batch-size", type=int, default=8, help="hf: prompts per generate call")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="hf: where the model runs (default auto: CUDA when present)")
+    group.add_argument("--prefill", choices=PREFILLS, default="code",
+                       help="hf: how the reply is started for the model: code (a ```python fence and, on the first "
+                            "attempt at a function task, its signature and docstring; default), fence, none")
     group.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     group.add_argument("--retries", type=int, default=4, help="openai: retries of a failed request, with backoff")
     group.add_argument("--seed", type=int, default=0)
@@ -29,9 +35,13 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampler_from_args(args: argparse.Namespace):
     common = {"temperature": args.temperature, "top_p": args.top_p}
+    try:
+        device = resolve_device(args.device) if args.sampler == "hf" else "cpu"
+    except SamplerError as exc:
+        raise UserError(str(exc)) from None
     if args.sampler == "hf":
         options = {**common, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-                   "seed": args.seed, "progress": True}
+                   "seed": args.seed, "progress": True, "device": device, "prefill": args.prefill}
     elif args.sampler == "openai":
         options = {**common, "max_tokens": args.max_new_tokens, "concurrency": args.concurrency,
                    "seed": args.seed, "api_key_env": args.api_key_env, "retries": args.retries}

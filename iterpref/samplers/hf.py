@@ -2,6 +2,10 @@
 
 Prompts go through the model's chat template and are generated in batches with left padding, so every row's
 reply starts at the same position and can be cut off after the prompt.
+
+``prefill`` starts the assistant's reply before the model writes: ``fence`` with an opening ```python fence,
+``code`` with the fence and the prompt's ``code_start`` (for a function-completion task, its signature and
+docstring), ``none`` with nothing. The prefill is part of the returned reply, so extraction sees one program.
 """
 
 from __future__ import annotations
@@ -13,6 +17,19 @@ from typing import Optional
 from tqdm import tqdm
 
 from iterpref.samplers.base import Prompt, Sampler, SamplerError
+
+PREFILLS = ("code", "fence", "none")
+
+
+def resolve_device(choice: str) -> str:
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; asking for CUDA without one is a SamplerError."""
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SamplerError("--device cuda was asked for, but torch sees no CUDA GPU on this machine")
+    return choice
 
 
 class HFSampler(Sampler):
@@ -27,7 +44,10 @@ class HFSampler(Sampler):
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
+        prefill: str = "code",
     ):
+        if prefill not in PREFILLS:
+            raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be at least 1")
         if temperature < 0 or not 0 < top_p <= 1:
@@ -59,16 +79,25 @@ class HFSampler(Sampler):
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.progress = progress
+        self.prefill = prefill
         self._batches = 0
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def _reply_start(self, prompt: Prompt) -> str:
+        if self.prefill == "none":
+            return ""
+        code = prompt.code_start.rstrip("\n") + "\n" if self.prefill == "code" and prompt.code_start.strip() else ""
+        return "```python\n" + code
+
     def generate(self, prompts: list[Prompt]) -> list[str]:
         replies: list[str] = []
         starts = range(0, len(prompts), self.batch_size)
         for start in tqdm(starts, desc="sampling", unit="batch", disable=not self.progress or len(starts) < 2):
-            texts = [self._render(p.messages) for p in prompts[start : start + self.batch_size]]
+            chunk = prompts[start : start + self.batch_size]
+            heads = [self._reply_start(p) for p in chunk]
+            texts = [self._render(p.messages) + head for p, head in zip(chunk, heads)]
             # The template already holds the special tokens; adding them again would double the BOS.
             batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             # One seed per batch: a rerun with the same seed and batch order reproduces the replies.
@@ -83,5 +112,6 @@ class HFSampler(Sampler):
                     **(sampling if self.temperature > 0 else {"do_sample": False}),
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
-            replies.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            replies.extend(head + text for head, text in zip(heads, decoded))
         return replies

@@ -137,3 +137,45 @@ def test_hf_sampler_batched_left_padding_matches_one_by_one():
     assert all(isinstance(r, str) and r for r in batched)
     assert batched == single
     assert sampler.name.startswith("hf:")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_hf_sampler_prefill_starts_the_reply_and_is_returned_with_it():
+    from iterpref.feedback import initial_prompt
+    from iterpref.records import Task
+    from iterpref.samplers.hf import HFSampler
+
+    task = Task("t", 'def add(a, b):\n    """Return a + b."""\n', entry_point="add")
+    prompt = initial_prompt(task)
+    assert prompt.code_start == task.prompt
+    code = HFSampler(temperature=0.0, max_new_tokens=8, prefill="code").generate([prompt])[0]
+    fence = HFSampler(temperature=0.0, max_new_tokens=8, prefill="fence").generate([prompt])[0]
+    bare = HFSampler(temperature=0.0, max_new_tokens=8, prefill="none").generate([prompt])[0]
+    assert code.startswith("```python\n" + task.prompt) and len(code) > len("```python\n" + task.prompt)
+    assert fence.startswith("```python\n") and not fence.startswith("```python\n" + task.prompt)
+    assert not bare.startswith("```python\n" + task.prompt)  # 8 new tokens cannot restate the prompt
+    # Repair rounds carry no code start: "code" then only opens the fence.
+    repair = Prompt("t", 1, prompt.messages)
+    assert HFSampler(temperature=0.0, max_new_tokens=4, prefill="code").generate([repair])[0].startswith("```python\n")
+
+
+def test_hf_sampler_rejects_unknown_prefill_and_missing_cuda(monkeypatch):
+    import torch
+
+    from iterpref.samplers.hf import HFSampler, resolve_device
+
+    with pytest.raises(ValueError, match="prefill must be one of"):
+        HFSampler(prefill="docstring")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(SamplerError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_initial_prompt_code_start_only_for_function_prompts():
+    from iterpref.feedback import initial_prompt
+    from iterpref.records import Task
+
+    assert initial_prompt(Task("s", "Read n and print n squared.", entry_point=None)).code_start == ""
+    assert initial_prompt(Task("m", "Write a function to add.", entry_point="add")).code_start == ""
