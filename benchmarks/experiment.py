@@ -49,22 +49,33 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Path:
-    """The debugging loop with the model on the training tasks, then pairs (both reused when present)."""
+    """The debugging loop with the model on the training tasks, ``--chains`` times with different sampling seeds,
+    then the pairs of every chain together (each chain's trajectories and pairs are reused when present)."""
+    import dataclasses
+
     from iterpref.pairs import tokenizer_counter, write_pairs
     from iterpref.refine import load_trajectories, refine
 
-    pairs_path = out / "pairs.jsonl"
-    if pairs_path.is_file():
-        return pairs_path
-    sampler = hf_sampler(args.model, config, config.temperature)
-    try:
-        refine(train_tasks, sampler, executor, out / "trajectories.jsonl", max_rounds=args.rounds,
-               wave_size=config.batch_size * 4)
-    finally:
-        sampler.close()
-    trajectories = load_trajectories(out / "trajectories.jsonl")
-    write_pairs(trajectories, pairs_path, out / "pairs.summary.json", seed=args.seed,
-                count_tokens=tokenizer_counter(args.model))
+    pairs_path = out / "pairs.jsonl"  # rebuilt from the chains each time, so a rerun with more chains adds theirs
+    count_tokens = tokenizer_counter(args.model)
+    lines = []
+    for chain in range(args.chains):
+        chain_dir = out / f"chain-{chain}"
+        chain_dir.mkdir(exist_ok=True)
+        chain_pairs, trajectories_path = chain_dir / "pairs.jsonl", chain_dir / "trajectories.jsonl"
+        if not chain_pairs.is_file():
+            print(f"== refine, chain {chain + 1}/{args.chains}", flush=True)
+            chain_config = dataclasses.replace(config, seed=args.seed + chain)
+            sampler = hf_sampler(args.model, chain_config, config.temperature)
+            try:
+                refine(train_tasks, sampler, executor, trajectories_path, max_rounds=args.rounds,
+                       wave_size=config.batch_size * 4)
+            finally:
+                sampler.close()
+            write_pairs(load_trajectories(trajectories_path), chain_pairs, chain_dir / "pairs.summary.json",
+                        seed=args.seed + chain, count_tokens=count_tokens)
+        lines += chain_pairs.read_text(encoding="utf-8").splitlines(keepends=True)
+    pairs_path.write_text("".join(lines), encoding="utf-8")
     return pairs_path
 
 
@@ -153,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-tasks", type=int, default=24)
     parser.add_argument("--heldout-tasks", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="repair rounds when pairs are made here")
+    parser.add_argument("--chains", type=int, default=1,
+                        help="independent debugging runs per training task (different sampling seeds); a weak "
+                             "model needs several to give enough pairs")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of the debugging loop")
+    parser.add_argument("--prefill", choices=("code", "fence", "none"), default="fence",
+                        help="how the model's reply is started (see `iterpref refine --help`)")
     parser.add_argument("--model", default=None, help="HF model folder (default: bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per method (the same for all)")
     parser.add_argument("--batch-pairs", type=int, default=1, help="pairs per micro-batch")
@@ -182,11 +199,13 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.chains < 1 or args.steps < 1 or args.rounds < 0:
+        raise UserError("--chains and --steps must be at least 1, --rounds at least 0")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     config = DemoConfig(train_tasks=args.train_tasks, heldout_tasks=args.heldout_tasks, seed=args.seed,
                         model=args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                        device=args.device)
+                        device=args.device, temperature=args.temperature, prefill=args.prefill)
     train_tasks, heldout = split_tasks(config)
     if args.heldout_file:
         heldout = load_tasks(args.heldout_file)

@@ -35,7 +35,7 @@ from iterpref.cli import UserError
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
 KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
-         "max_new_tokens", "temperature", "train_steps", "lr", "refine_script")
+         "max_new_tokens", "temperature", "prefill", "train_steps", "lr", "refine_script")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class DemoConfig:
     sampler_model: Optional[str] = None  # openai sampler: the served model's name
     max_new_tokens: int = 256
     temperature: float = 0.8  # refine's sampling temperature; evaluation is greedy
+    prefill: str = "fence"  # hf: how the model's reply is started (see iterpref.samplers.hf)
     batch_size: int = 8
     train_steps: int = 8
     lr: float = 5e-6
@@ -234,7 +235,7 @@ def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
     try:
         return HFSampler(model, batch_size=config.batch_size, temperature=temperature,
                          max_new_tokens=config.max_new_tokens, seed=config.seed, device=_device(config.device),
-                         progress=config.progress)
+                         progress=config.progress, prefill=config.prefill)
     except (SamplerError, ValueError) as exc:
         raise UserError(str(exc)) from None
 

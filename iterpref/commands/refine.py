@@ -25,9 +25,10 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=8, help="hf: prompts per generate call")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="hf: where the model runs (default auto: CUDA when present)")
-    group.add_argument("--prefill", choices=PREFILLS, default="code",
-                       help="hf: how the reply is started for the model: code (a ```python fence and, on the first "
-                            "attempt at a function task, its signature and docstring; default), fence, none")
+    group.add_argument("--prefill", choices=PREFILLS, default="fence",
+                       help="hf: how the reply is started for the model: fence (a ```python fence, and generation "
+                            "stops at the closing one; default), code (the fence plus, on the first attempt at a "
+                            "function task, its signature and docstring), none")
     group.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
     group.add_argument("--retries", type=int, default=4, help="openai: retries of a failed request, with backoff")
     group.add_argument("--seed", type=int, default=0)

@@ -44,7 +44,7 @@ class HFSampler(Sampler):
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
-        prefill: str = "code",
+        prefill: str = "fence",
     ):
         if prefill not in PREFILLS:
             raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
@@ -88,7 +88,9 @@ class HFSampler(Sampler):
     def _reply_start(self, prompt: Prompt) -> str:
         if self.prefill == "none":
             return ""
-        code = prompt.code_start.rstrip("\n") + "\n" if self.prefill == "code" and prompt.code_start.strip() else ""
+        # No trailing newline: a prefill cut at "\n" splits the "\n    " token the model would use for the body,
+        # and SmolLM2 then closes the fence right after the docstring (0/164 HumanEval instead of 9/164).
+        code = prompt.code_start.rstrip() if self.prefill == "code" else ""
         return "```python\n" + code
 
     def generate(self, prompts: list[Prompt]) -> list[str]:
@@ -109,6 +111,9 @@ class HFSampler(Sampler):
                     **batch,
                     max_new_tokens=self.max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    # With the fence opened for it, the program ends at the closing fence; the prose models add
+                    # after it would cost most of the token budget.
+                    **({"stop_strings": ["```"], "tokenizer": self.tokenizer} if self.prefill != "none" else {}),
                     **(sampling if self.temperature > 0 else {"do_sample": False}),
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]

@@ -54,6 +54,19 @@ def bundled_model_dir() -> Path:
         return smollm2_dir()
 
 
+def version_dependent_arguments(config: TrainConfig) -> dict:
+    """Warm-up and activation checkpointing under the names this transformers release uses: recent releases take
+    the warm-up fraction as a ``warmup_steps`` below 1 and call checkpointing ``activation_checkpointing``;
+    older ones (4.45 to early 5.x) have ``warmup_ratio`` and ``gradient_checkpointing``."""
+    from transformers import TrainingArguments
+
+    known = set(TrainingArguments.__dataclass_fields__)
+    out = {"warmup_ratio": config.warmup_ratio} if "warmup_ratio" in known else {"warmup_steps": config.warmup_ratio}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
+    out[checkpointing] = config.gradient_checkpointing
+    return out
+
+
 def resolve_bf16(setting: str) -> bool:
     import torch
 
@@ -161,11 +174,10 @@ def train(config: TrainConfig) -> TrainResult:
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of all steps
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         bf16=bf16,
-        activation_checkpointing=config.gradient_checkpointing,
+        **version_dependent_arguments(config),
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
