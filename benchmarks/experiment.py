@@ -79,60 +79,15 @@ def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Pa
     return pairs_path
 
 
-KEYWORDS = {"return", "for", "in", "if", "else", "elif", "not", "and", "or", "while", "is", "None", "True", "False",
-            "def", "lambda", "import", "from", "as", "with", "try", "except", "break", "continue", "pass", "yield"}
-
-
-def mutate(reference: str, prompt: str, rng) -> str | None:
-    """A one-line bug in a reference solution: a misspelt name (NameError), or ``return None``."""
-    import re
-
-    lines = reference.splitlines()
-    options = []
-    for index in range(len(prompt.splitlines()), len(lines)):
-        code = lines[index].split("#")[0]
-        names = [n for n in re.findall(r"\b[a-z_][a-z0-9_]*\b", code) if n not in KEYWORDS]
-        options += [(index, "name", n) for n in names]
-        if code.strip().startswith("return ") and code.strip() != "return None":
-            options.append((index, "return", None))
-    if not options:
-        return None
-    index, kind, name = rng.choice(options)
-    line = lines[index]
-    if kind == "name":
-        lines[index] = re.sub(rf"\b{name}\b", name + "_x", line, count=1)
-    else:
-        lines[index] = line[: len(line) - len(line.lstrip())] + "return None"
-    return "\n".join(lines) + "\n"
-
-
 def synthetic_pairs(args, executor, out: Path, train_tasks) -> Path:
-    """Pairs without a model: round 0 is a reference solution with one injected bug, round 1 the reference.
+    """Pairs without a model (see iterpref.synthetic): for checking the training and evaluation path when the
+    model makes no pairs of its own; not the paper's data."""
+    from iterpref.pairs import tokenizer_counter
+    from iterpref.synthetic import synthetic_pairs as build
 
-    The real loop and executor judge both (a mutant that still passes gives no pair) and the usual filters run.
-    For checking the training and evaluation path when the model makes no pairs of its own; not the paper's data.
-    """
-    import random
-
-    from iterpref.pairs import tokenizer_counter, write_pairs
-    from iterpref.refine import load_trajectories, refine
-    from iterpref.samplers.scripted import ScriptedSampler
-
-    pairs_path = out / "pairs.jsonl"
-    if pairs_path.is_file():
-        return pairs_path
-    rng = random.Random(args.seed)
-    script = {}
-    for task in train_tasks:
-        bug = mutate(task.reference, task.prompt, rng)
-        if bug:
-            script[task.task_id] = [f"```python\n{bug}```", f"```python\n{task.reference}```"]
-    tasks = [t for t in train_tasks if t.task_id in script]
-    refine(tasks, ScriptedSampler(script, name="synthetic-bugs"), executor, out / "trajectories.jsonl", max_rounds=1)
-    trajectories = load_trajectories(out / "trajectories.jsonl")
-    write_pairs(trajectories, pairs_path, out / "pairs.summary.json", seed=args.seed,
-                count_tokens=tokenizer_counter(args.model))
-    return pairs_path
+    _, _, path = build(train_tasks, executor, out, seed=args.seed, count_tokens=tokenizer_counter(args.model),
+                       prefix="")
+    return path
 
 
 def train_row(args, pairs_path: Path, run_dir: Path, loss: str, mask: str, alpha: float) -> tuple[Path, float | None, float]:

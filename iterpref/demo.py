@@ -35,7 +35,7 @@ from iterpref.cli import UserError
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
 KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
-         "max_new_tokens", "temperature", "prefill", "train_steps", "lr", "refine_script")
+         "max_new_tokens", "temperature", "prefill", "min_pairs", "train_steps", "lr", "refine_script")
 
 
 @dataclass
@@ -53,6 +53,10 @@ class DemoConfig:
     temperature: float = 0.8  # refine's sampling temperature; evaluation is greedy
     prefill: str = "fence"  # hf: how the model's reply is started (see iterpref.samplers.hf)
     batch_size: int = 8
+    # When the model's own repairs give fewer pairs than this, synthetic pairs (a reference solution with one
+    # injected bug vs the reference; iterpref.synthetic) from the other training tasks top the training set up to
+    # it, so training and the second evaluation still run. The report counts both kinds. 0: never.
+    min_pairs: int = 8
     train_steps: int = 8
     lr: float = 5e-6
     executor: str = "auto"  # auto, docker, local or a URL of `sandbox serve`
@@ -66,6 +70,8 @@ class DemoConfig:
         for name in ("train_tasks", "heldout_tasks", "max_new_tokens", "batch_size", "train_steps"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.min_pairs < 0:
+            raise UserError(f"--min-pairs must be 0 (no synthetic top-up) or more, got {self.min_pairs}")
         if self.threads < 0:
             raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
@@ -384,31 +390,37 @@ def run_demo(config: DemoConfig) -> Path:
         run_stats = stats.run_stats(trajectories, pair_summary.to_dict())
         stats.plot(run_stats, out / "refine_rounds.png")
         print(f"{len(pairs)} pairs from {pair_summary.candidates} candidates -> {pairs_path}", flush=True)
+        train_pairs_path, synthetic = pairs_path, 0
+        if len(pairs) < config.min_pairs:
+            train_pairs_path, synthetic = _top_up(config, executor, out, train_tasks, pairs, pairs_path)
         lap("pairs", since)
 
         since = time.monotonic()
         banner(6, total, "train: focal DPO, line mask, alpha 1")
         final_dir = out / "train" / "final"
         curves, train_note, after = None, None, None
-        if not pairs:
+        training_pairs = len(pairs) + synthetic
+        if not training_pairs:
             train_note = "Skipped: no pairs to train on."
             print(train_note, flush=True)
         else:
             if not (final_dir / "config.json").is_file():
                 from iterpref.train import TrainConfig, train
 
-                train(TrainConfig(pairs=str(pairs_path), output_dir=str(out / "train"), model=config.model,
+                train(TrainConfig(pairs=str(train_pairs_path), output_dir=str(out / "train"), model=config.model,
                                   loss="focal", mask="line", alpha=1.0, max_steps=config.train_steps,
                                   batch_size=1, lr=config.lr, warmup_ratio=0.1, save_steps=10**6,
                                   save_total_limit=None, seed=config.seed, progress=config.progress))
             else:
                 print(f"reusing {final_dir}", flush=True)
             curves = report.copy_into(out / "train" / "curves.png", out, "training_curves.png")
-            train_note = _train_note(out / "train" / "metrics.jsonl", len(pairs), config.train_steps)
+            train_note = _train_note(out / "train" / "metrics.jsonl", training_pairs, config.train_steps)
+            if synthetic:
+                train_note += f" Of those pairs, {synthetic} are synthetic and {len(pairs)} the model's own."
             print(train_note, flush=True)
         lap("train", since)
 
-        if pairs:
+        if training_pairs:
             since = time.monotonic()
             banner(7, total, "eval: trained model on the same held-out tasks")
             after = eval_stage(heldout, str(final_dir), config, executor, out / "eval_after")
@@ -426,11 +438,38 @@ def run_demo(config: DemoConfig) -> Path:
                 "train steps": config.train_steps, "learning rate": config.lr, "seed": config.seed}
     facts = DemoFacts(settings=settings, executor_note=executor_note, refine_table=stats.format_table(run_stats),
                       refine_plot="refine_rounds.png", pair_summary=pair_summary.to_dict(), train_curves=curves,
-                      train_note=train_note, before=before, after=after, stage_seconds=seconds)
+                      train_note=train_note, before=before, after=after, stage_seconds=seconds,
+                      synthetic_pairs=synthetic)
     path = report.write_demo_report(facts, out)
-    print(report.pairs_meaning(len(pairs)).replace("**", ""), flush=True)
+    print(report.pairs_meaning(len(pairs), synthetic).replace("**", ""), flush=True)
     print(f"\nreport: {path}  (total {time.monotonic() - started:.0f} s)", flush=True)
     return path
+
+
+def _top_up(config: DemoConfig, executor, out: Path, train_tasks, pairs, pairs_path: Path) -> tuple[Path, int]:
+    """Synthetic pairs from the training tasks without a model pair, up to ``min_pairs`` in all; returns the file
+    to train on (the model's pairs, then the synthetic ones) and how many synthetic pairs it holds."""
+    from iterpref.executor import ExecutorUnavailable
+    from iterpref.pairs import tokenizer_counter
+    from iterpref.synthetic import synthetic_pairs
+
+    warn(f"the model's repairs gave {len(pairs)} pair(s), fewer than --min-pairs {config.min_pairs}: adding "
+         "SYNTHETIC pairs (a reference solution with one injected bug vs the reference) so that training and the "
+         "second evaluation run. They test the pipeline, not the method; the report counts them apart.")
+    have = {p.task_id for p in pairs}
+    candidates = [t for t in train_tasks if t.task_id not in have]
+    try:
+        extra, _, extra_path = synthetic_pairs(candidates, executor, out, seed=config.seed,
+                                               limit=config.min_pairs - len(pairs),
+                                               count_tokens=tokenizer_counter(config.model), progress=config.progress)
+    except ExecutorUnavailable as exc:
+        raise UserError(str(exc)) from None
+    combined = out / "train_pairs.jsonl"
+    combined.write_text(pairs_path.read_text(encoding="utf-8") + extra_path.read_text(encoding="utf-8"),
+                        encoding="utf-8")
+    print(f"{len(extra)} synthetic pairs -> {extra_path}; training on {combined} ({len(pairs) + len(extra)} pairs)",
+          flush=True)
+    return combined, len(extra)
 
 
 def _train_note(metrics_path: Path, pairs: int, steps: int) -> str:

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="hf: how the model's reply is started: fence (a ```python fence; default), code (the fence "
                              "plus the function's signature and docstring on a first attempt) or none")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"prompts per generate call (default {d.batch_size})")
+    parser.add_argument("--min-pairs", type=int, default=d.min_pairs,
+                        help=f"when the model's repairs give fewer pairs, top up with synthetic ones (reference + one "
+                             f"injected bug) to this many, counted apart in the report; 0: never (default {d.min_pairs})")
     parser.add_argument("--train-steps", type=int, default=d.train_steps, help=f"optimiser steps (default {d.train_steps})")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     parser.add_argument("--executor", default=d.executor,

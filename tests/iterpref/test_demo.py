@@ -38,6 +38,7 @@ def test_split_is_seeded_and_disjoint():
     (["--train-tasks", "100", "--heldout-tasks", "100"], "HumanEval has 164"),
     (["--sampler", "openai"], "--base-url and --sampler-model"),
     (["--threads", "-1"], "--threads must be 0"),
+    (["--min-pairs", "-1"], "--min-pairs must be 0"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, flags, message):
     assert main(["demo", "-o", str(tmp_path / "d"), *flags]) == 2
@@ -57,7 +58,7 @@ def test_demo_end_to_end_with_pairs(tmp_path, capsys):
             wrong = task.prompt + "    return {}['missing']\n"
             handle.write(json.dumps({"task_id": task.task_id, "responses": [fence(wrong), fence(task.reference)]}) + "\n")
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script)]) == 0
+    assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "0", "--refine-script", str(script)]) == 0
     printed = capsys.readouterr().out
     for stage in ["[1/8] executor", "[3/8] eval", "[4/8] refine", "[5/8] pairs", "[6/8] train", "[7/8] eval", "[8/8] report"]:
         assert stage in printed
@@ -73,25 +74,29 @@ def test_demo_end_to_end_with_pairs(tmp_path, capsys):
     assert any("loss" in m for m in metrics)
 
     # A second run reuses every stage; a run with other settings on the same folder is refused.
-    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script)]) == 0
+    assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "0", "--refine-script", str(script)]) == 0
     assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing") >= 3
-    assert main(["demo", "-o", str(out), *TINY, "--refine-script", str(script), "--seed", "3"]) == 2
+    assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "0", "--refine-script", str(script), "--seed", "3"]) == 2
     assert "other settings (seed)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(290)
-def test_demo_with_the_bundled_model_and_zero_pairs(tmp_path, capsys):
-    """24 new tokens cannot hold a HumanEval solution, so the bundled model gets no pairs: the demo must still
-    finish, skip training, and say so in the report."""
+def test_demo_with_the_bundled_model_tops_up_with_synthetic_pairs(tmp_path, capsys):
+    """24 new tokens cannot hold a HumanEval solution, so the bundled model gets no pairs of its own: the demo
+    adds synthetic pairs up to --min-pairs, trains on them, evaluates again, and says which pairs were which."""
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), *TINY]) == 0
-    printed = capsys.readouterr().out
-    assert "Skipped: no pairs to train on." in printed and "[7/8] eval after training: skipped" in printed
+    assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "SYNTHETIC pairs" in captured.err and "[7/8] eval: trained model" in captured.out
+    assert (out / "pairs.jsonl").read_text() == ""
+    synthetic = [json.loads(line) for line in (out / "synthetic_pairs.jsonl").read_text().splitlines()]
+    assert len(synthetic) == 2
+    assert (out / "train_pairs.jsonl").read_text().splitlines() == (out / "synthetic_pairs.jsonl").read_text().splitlines()
     report = (out / "report.md").read_text()
-    assert "No preference pairs" in report and "says nothing about the method" in report
-    assert "before training" in report and "after training" not in report
-    assert not (out / "train").exists()
+    assert "0 preference pairs from the model's own repairs, topped up with 2 synthetic pairs" in report
+    assert "says nothing about the method" in report and "Of those pairs, 2 are synthetic and 0 the model's own" in report
+    assert "before training" in report and "after training" in report
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {t["round"] for t in trajectories} <= {0, 1} and len({t["task_id"] for t in trajectories}) == 3
     assert all(t["sampler"].startswith("hf:") for t in trajectories)
