@@ -217,6 +217,39 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
+class Observe:
+    """Every request gets a run id (``X-Run-Id``, and the log context); each /v1/ request a metric and a log line.
+    Plain ASGI: Starlette's ``@app.middleware("http")`` would run each request in a second task (~0.3 ms)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        run_id = uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})  # what handlers see as request.state
+        state["run_id"] = run_id
+        RUN_ID.set(run_id)  # the handler runs in this task, so it and its children see the id
+        status: list[int] = []
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-run-id", run_id.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+        endpoint = scope["path"]
+        if endpoint.startswith("/v1/") and status:
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(endpoint, status[0], seconds)
+            event(log, "request", endpoint=endpoint, code=status[0], ms=round(seconds * 1000, 2),
+                  **state.get("summary", {}))
+
+
 def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> FastAPI:
     settings = settings or ServiceSettings()
     metrics = Metrics()
@@ -275,21 +308,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         # FastAPI's own answer echoes the input, which fails to serialise when it holds NaN (a 500).
         return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        run_id = uuid.uuid4().hex[:16]
-        request.state.run_id = run_id
-        RUN_ID.set(run_id)
-        response = await call_next(request)
-        response.headers["X-Run-Id"] = run_id
-        endpoint = request.url.path
-        if endpoint.startswith("/v1/"):
-            seconds = time.perf_counter() - started
-            metrics.observe_request(endpoint, response.status_code, seconds)
-            event(log, "request", endpoint=endpoint, code=response.status_code, ms=round(seconds * 1000, 2),
-                  **getattr(request.state, "summary", {}))
-        return response
+    app.add_middleware(Observe, metrics=metrics)
 
     async def execute(request: Request, runs: list[RunRequest]) -> list[RunResult]:
         if len(runs) > admission.capacity:

@@ -43,10 +43,11 @@ OWNER_LABEL = "iterpref.sandbox.owner"
 RUNNER_ROLE = "runner"
 DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
 HEADER = b"IPSB1"  # must match sandbox/backends/container_guard.py
+READY = HEADER + b" ready\n"  # the guard's line once its runner waits for the job
 OWNER_PROCESS_LABEL = "iterpref.sandbox.owner.process"  # "<boot id>|<pid namespace>|<pid>|<start ticks>"
 ORPHAN_GRACE_S = 60.0  # another instance's stopped or 'created' container is left alone this long
 PROTOCOL_LABEL = "iterpref.sandbox.protocol"
-PROTOCOL = "3"  # the guard's stdin/stdout framing; images/Dockerfile.runner sets the same label
+PROTOCOL = "4"  # the guard's stdin/stdout framing; images/Dockerfile.runner sets the same label
 
 
 def process_identity(pid: int) -> Optional[str]:
@@ -227,6 +228,35 @@ class FrameReader:
         return self.runner_exit, body
 
 
+def _await_ready(sock: socket.socket, timeout_s: float) -> None:
+    """Block until the guard's ready line arrives on a freshly started container's stream (its runner has
+    started and waits for the job); raises RuntimeError with the container's stderr if it exits or stalls."""
+    frame = struct.Struct(">BxxxL")
+    buffer, stdout, stderr = bytearray(), bytearray(), bytearray()
+    deadline = time.monotonic() + timeout_s
+    while READY not in stdout:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+            chunk, why = sock.recv(1 << 16), "exited"
+        except TimeoutError:
+            chunk, why = b"", f"was not ready within {timeout_s:g} s"
+        if not chunk:
+            tail = stderr.decode("utf-8", "replace")[-300:].strip()
+            raise RuntimeError(f"runner container {why} before its runner started" + (f": {tail}" if tail else ""))
+        buffer += chunk
+        while len(buffer) >= 8:
+            stream, size = frame.unpack_from(buffer)
+            if len(buffer) < 8 + size:
+                break
+            (stderr if stream == 2 else stdout).extend(buffer[8 : 8 + size])
+            del buffer[: 8 + size]
+    if buffer or stdout.index(READY) + len(READY) != len(stdout):
+        raise RuntimeError("runner container wrote more than its ready line before the job")
+
+
 class ContainerPool:
     """Keeps ``size`` runner containers started and attached; hands each out once."""
 
@@ -240,6 +270,9 @@ class ContainerPool:
         parallel_starts: int = 2,
         reap_interval_s: float = 30.0,
         ping_interval_s: float = 2.0,
+        refill_delay_s: float = 0.1,
+        remove_delay_s: float = 0.02,
+        ready_timeout_s: float = 60.0,
     ) -> None:
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
@@ -250,6 +283,13 @@ class ContainerPool:
         self._parallel_starts = parallel_starts
         self._reap_interval_s = reap_interval_s
         self._ping_interval_s = min(ping_interval_s, reap_interval_s)
+        # Creating and removing a container costs the engine ~0.1-0.2 s of CPU: done while a short job runs, it
+        # takes the CPU from that job's runner and from its answer. So a replacement starts when the job is over
+        # (or after refill_delay_s for long jobs, or at once when no idle container is left), and a used one is
+        # removed remove_delay_s after its answer came, once the reply to the client is out.
+        self._refill_delay_s = refill_delay_s
+        self._ready_timeout_s = ready_timeout_s
+        self._remove_delay_s = remove_delay_s
         self.identity = process_identity(os.getpid()) or ""
         self._idle: asyncio.Queue[WarmContainer] = asyncio.Queue()
         self._starting = 0
@@ -347,20 +387,30 @@ class ContainerPool:
     # ----- handing out containers ------------------------------------------------------------------------------
 
     async def acquire(self, timeout_s: float) -> WarmContainer:
-        """The next warm container (waiting up to ``timeout_s``); the pool starts its replacement at once."""
+        """The next warm container (waiting up to ``timeout_s``). Its replacement starts when it is released,
+        ``refill_delay_s`` from now if that comes first, or at once if it was the last idle one."""
         container = await asyncio.wait_for(self._idle.get(), timeout_s)
         self._busy[container.id] = container
-        self._wake.set()
+        if self._idle.empty() or self._refill_delay_s <= 0:
+            self._wake.set()
+        else:
+            asyncio.get_running_loop().call_later(self._refill_delay_s, self._wake.set)
         return container
 
     def release(self, container: WarmContainer) -> None:
         """A used container is never reused: destroy it in the background."""
         self._busy.pop(container.id, None)
-        self._destroy_soon(container)
+        self._wake.set()
+        self._destroy_soon(container, self._remove_delay_s)
 
-    def _destroy_soon(self, container: WarmContainer) -> None:
+    def _destroy_soon(self, container: WarmContainer, delay_s: float = 0.0) -> None:
         container.close_socket()
-        self._spawn(asyncio.to_thread(self._remove, container.id), name=f"destroy-{container.id[:12]}")
+        self._spawn(self._remove_later(container.id, delay_s), name=f"destroy-{container.id[:12]}")
+
+    async def _remove_later(self, container_id: str, delay_s: float) -> None:
+        if delay_s > 0 and not self._closing:
+            await asyncio.sleep(delay_s)
+        await asyncio.to_thread(self._remove, container_id)
 
     def _remove(self, container_id: str) -> None:
         self._known.discard(container_id)
@@ -497,6 +547,7 @@ class ContainerPool:
             io = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock = getattr(io, "_sock", io)
             api.start(container_id)
+            _await_ready(sock, self._ready_timeout_s)
             sock.setblocking(False)
         except BaseException:
             self._remove(container_id)

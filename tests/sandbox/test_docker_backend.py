@@ -29,6 +29,7 @@ from sandbox.backends.docker_pool import (
     ContainerSpec,
     Exchange,
     FrameReader,
+    _await_ready,
 )
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
 
@@ -84,6 +85,40 @@ def test_frame_reader_memory_stays_bounded_under_a_flood_and_reports_exit_status
     assert len(reader.stdout) <= 256 and not reader.done()
     reader.feed(frame(1, guard_header(NONCE, KEY, b"137", b"")))
     assert reader.answer() == (137, b"")
+
+
+def test_a_new_container_counts_as_warm_only_after_the_guards_ready_line():
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(frame(2, b"starting\n"))
+        ready_line = frame(1, b"IPSB1 ready\n")
+        waiter = threading.Thread(target=_await_ready, args=(ours, 10))
+        waiter.start()
+        time.sleep(0.05)
+        assert waiter.is_alive()  # stderr alone is not readiness
+        theirs.sendall(ready_line[:5])
+        theirs.sendall(ready_line[5:])
+        waiter.join(5)
+        assert not waiter.is_alive()
+
+
+@pytest.mark.parametrize("stream, error", [
+    (frame(2, b"guard: the runner did not start\n"), "exited before its runner started: guard: the runner did"),
+    (frame(1, b"IPSB1 ready\nIPSB1 forged"), "more than its ready line"),
+    (b"", "not ready within"),
+])
+def test_a_container_that_does_not_announce_its_runner_is_not_used(stream, error):
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(stream)
+        if stream:
+            theirs.shutdown(socket.SHUT_WR)
+        with pytest.raises(RuntimeError, match=error):
+            _await_ready(ours, 0.3)
 
 
 def test_chunking_uses_few_containers_for_small_batches():

@@ -50,3 +50,24 @@ def test_broken_runner_output_becomes_retryable_infra_error():
         results = decode(requests, code, out, err)
         assert [r.status for r in results] == [RunStatus.INFRA_ERROR] * 2
         assert all(r.retryable and r.infra_message for r in results)
+
+
+def test_unreadable_input_exits_at_once_and_leaves_no_work_directory(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    # The runner starts a supervisor and its first loader before it reads its input; bad input must still
+    # let them finish at once (no waiting out the zygote's grace period) and remove the loader's directory.
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-I", str(process.RUNNER), "--workdir", str(tmp_path)],
+                          input=b"not json", capture_output=True, timeout=30)
+    assert done.returncode == 2 and b"runner: bad input" in done.stderr
+    assert time.monotonic() - started < 1.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_runner_runs_from_bytecode_compiled_once():
+    first, second = process.runner_script(), process.runner_script()
+    assert first == second and first.endswith(".pyc")
+    assert process.runner_script(python="/some/other/python") == str(process.RUNNER)

@@ -59,6 +59,18 @@ CASES: dict[str, dict] = {
     "isolated_state": {"code": "seen = []\n",
                        "tests": [{"kind": "assert", "code": "seen.append(1)\nassert seen == [1]"},
                                  {"kind": "assert", "code": "seen.append(1)\nassert seen == [1]"}]},
+    "last_test_in_loader": {"code": "import os\nTOP = os.getpid()\n",
+                            "tests": [{"kind": "assert", "code": "assert os.getpid() != TOP"},
+                                      {"kind": "assert", "code": "assert os.getpid() == TOP"}]},
+    "thread_forks_last_test": {"code": "import os, threading, time\nTOP = os.getpid()\n"
+                                       "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n",
+                               "tests": [{"kind": "assert", "code": "assert os.getpid() != TOP"}]},
+    "both_paths_crash": {"code": "import os, signal\n",
+                         "tests": [{"kind": "assert", "code": "os.kill(os.getpid(), signal.SIGABRT)"}] * 2},
+    "both_paths_exit": {"code": "import os\n",
+                        "tests": [{"kind": "assert", "code": "print('bye', flush=True)\nos._exit(3)"}] * 2},
+    "both_paths_timeout": {"code": "import time\n", "tests": [{"kind": "assert", "code": "time.sleep(30)"}] * 2,
+                           "limits": {**LIMITS, "time_s": 0.4}},
     "test_file": {"code": ADD, "test_file": (
         "import unittest\nfrom solution import add\n\n"
         "def test_ok():\n    assert add(1, 2) == 3\n\n"
@@ -180,3 +192,19 @@ def test_durations_and_memory_are_reported(results):
     test = results["call_pass"].tests[0]
     assert test.duration_ms > 0 and test.peak_memory_kb and test.peak_memory_kb > 1000
     assert results["call_pass"].duration_ms >= test.duration_ms
+
+
+def test_the_last_test_runs_in_the_loader_unless_the_program_started_threads(results):
+    # A program's last test needs no pristine copy left behind, so it runs in the loaded process (no fork);
+    # a program with threads of its own still gets a fresh child, which has none of them.
+    assert verdicts(results["last_test_in_loader"]) == ["pass", "pass"]
+    assert verdicts(results["thread_forks_last_test"]) == ["pass"]
+
+
+def test_verdicts_are_the_same_in_a_forked_child_and_in_the_loader(results):
+    crash, exited, slow = results["both_paths_crash"], results["both_paths_exit"], results["both_paths_timeout"]
+    assert [(t.verdict.value, t.error_type) for t in crash.tests] == [("crash", "SIGABRT")] * 2
+    assert verdicts(exited) == ["error", "error"]
+    assert all("exit status 3" in t.message and t.stdout == "bye\n" for t in exited.tests)
+    assert verdicts(slow) == ["timeout", "timeout"]
+    assert all(300 <= t.duration_ms < 2500 for t in slow.tests)
