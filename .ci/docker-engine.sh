@@ -46,7 +46,8 @@ fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
     echo "docker-engine: starting dockerd (log: $log)"
-    sudo_if_needed sh -c "nohup dockerd >'$log' 2>&1 &"
+    # Its own session: a daemon left in the caller's process group dies when a job runner kills that group.
+    sudo_if_needed sh -c "setsid nohup dockerd >'$log' 2>&1 </dev/null &"
 fi
 
 for _ in $(seq 1 "$wait_s"); do
