@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_service_humaneval import engine_cpu_s, process_cpu_s  # noqa: E402  (same folder)
+from bench_service_humaneval import engine_cpu_s, pool_full, process_cpu_s, start_server  # noqa: E402  (same folder)
 from sandbox.backends.docker_pool import ContainerPool, ContainerSpec  # noqa: E402
 from sandbox.models import RunRequest  # noqa: E402
 
@@ -40,26 +38,6 @@ TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-def start_server(pool_size: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(pool_size),
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    return server, f"http://127.0.0.1:{port}"
-
-
-def pool_full(http: httpx.Client, size: int) -> bool:
-    try:
-        reason = http.get("/readyz").json()["reason"]
-    except (httpx.TransportError, ValueError, KeyError):
-        return False
-    return reason == f"{size} idle, 0 busy, 0 starting, 0 removing"
 
 
 def warm_latencies(url: str, runs: int, pool_size: int, paced: bool, runner_ms: list | None = None) -> list[float]:

@@ -110,26 +110,31 @@ def service_requests(problems: list[dict]) -> dict:
     return BatchRequest(runs=runs).model_dump(mode="json")
 
 
-def start_server(parallel: int) -> tuple[subprocess.Popen, str]:
+def start_server(pool_size: int, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`sandbox serve --backend docker` on a free loopback port (``extra``: more serve options); (process, URL)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(parallel),
-         "--cpus", "1", "--workers", "1", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(pool_size),
+         *extra, "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     return server, f"http://127.0.0.1:{port}"
 
 
+def pool_full(http: httpx.Client, size: int) -> bool:
+    """Every container of the pool idle, none being started or removed."""
+    try:
+        reason = http.get("/readyz").json()["reason"]
+    except (httpx.TransportError, ValueError, KeyError):
+        return False
+    return reason == f"{size} idle, 0 busy, 0 starting, 0 removing"
+
+
 def wait_pool_full(http: httpx.Client, size: int, server: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if http.get("/readyz").json()["reason"] == f"{size} idle, 0 busy, 0 starting, 0 removing":
-                return
-        except (httpx.TransportError, ValueError, KeyError):
-            pass
+    while not pool_full(http, size):
         if server.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("bench_service_humaneval: the server did not become ready")
         time.sleep(0.05)
@@ -139,7 +144,7 @@ def run_service(problems: list[dict], parallel: int, repeats: int) -> tuple[list
     """Wall seconds per batch, problems passed, and CPU seconds per batch (containers, engine, service, client)
     measured until the pool has replaced the containers the batch used."""
     body = service_requests(problems)
-    server, url = start_server(parallel)
+    server, url = start_server(parallel, "--cpus", "1", "--workers", "1")
     times, passed, cpus = [], 0, []
     try:
         with httpx.Client(base_url=url, timeout=600) as http:

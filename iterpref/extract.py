@@ -45,7 +45,7 @@ def _parses(code: str) -> bool:
     return True
 
 
-def _defines(code: str, name: str) -> bool:
+def defines(code: str, name: str) -> bool:
     return re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
 
@@ -77,15 +77,15 @@ def extract_code(text: str, entry_point: Optional[str] = None, prompt: Optional[
     """
     blocks = [body for lang, body in fenced_blocks(text) if lang not in _NOT_PYTHON and body.strip()]
     if blocks:
-        defining = [b for b in blocks if entry_point and _defines(b, entry_point)]
+        defining = [b for b in blocks if entry_point and defines(b, entry_point)]
         pool = defining or blocks
         # Prefer blocks that parse, then the longest: an example call is short, the solution is long.
         code = max(pool, key=lambda b: (_parses(b), len(b.strip())))
     else:
         code = _bare_code(text)
     code = code.strip("\n")
-    body_only = code[:1] in (" ", "\t") and entry_point and not _defines(code, entry_point)
-    if body_only and prompt and _defines(prompt, entry_point):
+    body_only = code[:1] in (" ", "\t") and entry_point and not defines(code, entry_point)
+    if body_only and prompt and defines(prompt, entry_point):
         # Only an indented body came back (completion style): it continues the prompt's signature.
         code = prompt.rstrip("\n") + "\n" + code
     if prompt:

@@ -7,9 +7,9 @@ stays the same size every round and a resumed job can rebuild it from the last l
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from iterpref.extract import defines
 from iterpref.records import Task
 from iterpref.samplers.base import Prompt
 from sandbox.models import RunResult, TestResult, Verdict
@@ -39,7 +39,7 @@ def initial_messages(task: Task) -> list[dict[str, str]]:
 def initial_code_start(task: Task) -> str:
     """Code the first reply may begin with: the prompt itself when it is the entry point's signature and docstring
     (HumanEval style); nothing for other tasks."""
-    if task.entry_point and re.search(rf"^\s*(async\s+)?def\s+{re.escape(task.entry_point)}\s*\(", task.prompt, re.M):
+    if task.entry_point and defines(task.prompt, task.entry_point):
         return task.prompt
     return ""
 

@@ -17,6 +17,7 @@ from sandbox.models import RunRequest
 from sandbox.server import ServiceSettings, create_app
 from tests.conformance.conftest import docker_problem, runner_processes, still_alive
 from tests.conformance.load import Executor, drive
+from tests.sandbox.test_docker_backend import kill_busy_soon
 
 SLOW = {"code": "import time\ndef answer():\n    time.sleep(8)\n    return 42\n",
         "tests": [{"kind": "call", "entry_point": "answer", "expected": 42}], "limits": {"time_s": 10}}
@@ -40,16 +41,7 @@ def test_runner_container_killed_mid_run_is_a_retryable_infra_error():
         while client.get("/readyz").status_code != 200:
             time.sleep(0.1)
 
-        def kill_busy() -> None:
-            deadline = time.monotonic() + 20
-            while not backend.pool._busy and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(1.0)
-            for container_id in list(backend.pool._busy):
-                docker.from_env().api.kill(container_id)
-
-        killer = threading.Thread(target=kill_busy)
-        killer.start()
+        killer = kill_busy_soon(backend.pool, docker.from_env().api)
         began = time.monotonic()
         result = client.post("/v1/runs", json=SLOW).json()
         killer.join()

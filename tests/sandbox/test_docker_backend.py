@@ -394,22 +394,29 @@ def test_fork_bomb_and_memory_hog_are_contained(backend):
     assert after[0].passed  # the service carries on
 
 
+def kill_busy_soon(pool, api, after_s: float = 1.0) -> threading.Thread:
+    """A started thread that, once ``pool`` hands out a container, kills the busy ones through the engine's API
+    ``after_s`` later (as an operator or the OOM killer would); join it after the request."""
+    def kill() -> None:
+        deadline = time.monotonic() + 20
+        while not pool._busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(after_s)
+        for container_id in list(pool._busy):
+            api.kill(container_id)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    return killer
+
+
 @pytest.mark.docker
 @pytest.mark.timeout(60)
 def test_a_batch_in_a_container_stopped_from_outside_is_retryable_infra_error(backend, docker_client):
     slow = [req(f"import time\ntime.sleep(3)\nx = {i}\n", [{"kind": "assert", "code": "assert x >= 0"}], time_s=5)
             for i in range(8)]
 
-    def kill_busy() -> None:
-        deadline = time.monotonic() + 20
-        while not backend.pool._busy and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        for container_id in list(backend.pool._busy):
-            docker_client.api.kill(container_id)
-
-    killer = threading.Thread(target=kill_busy)
-    killer.start()
+    killer = kill_busy_soon(backend.pool, docker_client.api)
     results = run(backend, *slow)
     killer.join()
     # Nothing the programs did: no verdict for any of them, and no halving into fresh containers either.
