@@ -45,11 +45,11 @@ def build(workdir: Path, hidden: int, n_pairs: int) -> tuple[Path, Path]:
     LlamaForCausalLM(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     rows = []
-    for i, (rejected, chosen) in enumerate(make_pairs(n_pairs, seed=1, min_lines=4, max_lines=12)):
+    for i, pair in enumerate(make_pairs(n_pairs, seed=1, min_lines=4, max_lines=12)):
         # Completions start with a comment line so that joint (TRL) and separate (iterpref) tokenization of
         # prompt and completion give the same ids at the boundary: the comparison is then of the losses alone.
-        rows.append({"task_id": f"b{i}", "prompt": f"# Task {i}: fix this code.\n", "chosen": "# fix\n" + chosen,
-                     "rejected": "# fix\n" + rejected, "rejected_lines": [], "chosen_lines": []})
+        rows.append({"task_id": f"b{i}", "prompt": f"# Task {i}: fix this code.\n", "chosen": "# fix\n" + pair.chosen,
+                     "rejected": "# fix\n" + pair.rejected, "rejected_lines": [], "chosen_lines": []})
     pairs = workdir / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return model_dir, pairs
