@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -170,55 +170,47 @@ def _raise_interrupt(signum, frame):
 
 @contextmanager
 def open_executor(choice: str, out: Path) -> Iterator[tuple[object, str]]:
-    """The executor and a sentence for the report saying which one it is."""
-    from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+    """The executor and a sentence for the report saying which one it is; closed (and a Docker service stopped)
+    when the block ends. Only starting it is guarded: errors of the block itself pass through untouched."""
+    from iterpref.executor import close_executor
+
+    with ExitStack() as stack:
+        executor, note = _start_executor(choice, out, stack)
+        stack.callback(close_executor, executor)
+        yield executor, note
+
+
+def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, str]:
+    from iterpref.executor import ExecutorUnavailable, make_executor
 
     local_note = ("**Executor: process backend on this machine.** Candidate programs ran as local subprocesses "
                   "with resource limits but without container isolation; use Docker for untrusted models.")
-    if choice == "auto":
+    if choice in ("auto", "docker"):
         problem = _docker_problem()
         if problem is None:
-            try:
-                with docker_service(out / "executor.log") as url:
-                    print(f"executor: Docker service at {url} (log {out / 'executor.log'})", flush=True)
+            with ExitStack() as attempt:
+                try:
+                    url = attempt.enter_context(docker_service(out / "executor.log"))
                     executor = make_executor(url)
-                    try:
-                        yield executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
-                    finally:
-                        close_executor(executor)
-                    return
-            except RuntimeError as exc:
-                problem = str(exc)
+                except RuntimeError as exc:  # it did not start or does not answer (ExecutorUnavailable too)
+                    problem = str(exc)
+                else:
+                    stack.enter_context(attempt.pop_all())  # the service now lives as long as the caller's block
+                    print(f"executor: Docker service at {url} (log {out / 'executor.log'})", flush=True)
+                    return executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
+        if choice == "docker":
+            raise UserError(f"--executor docker: {problem}; run images/build-images.sh or use --executor auto")
         warn("Docker is not usable here, so candidate programs run in the PROCESS BACKEND on this machine, "
              f"without container isolation.\nReason: {problem}\nFor isolation: start a Docker engine and run "
              "images/build-images.sh, or pass --executor URL of a `sandbox serve` service.")
-        executor = make_executor("local")
-        yield executor, local_note
-        return
-    if choice == "docker":
-        problem = _docker_problem()
-        if problem:
-            raise UserError(f"--executor docker: {problem}; run images/build-images.sh or use --executor auto")
-        try:
-            with docker_service(out / "executor.log") as url:
-                executor = make_executor(url)
-                try:
-                    yield executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
-                finally:
-                    close_executor(executor)
-        except RuntimeError as exc:
-            raise UserError(str(exc)) from None
-        return
+        return make_executor("local"), local_note
     try:
         executor = make_executor(choice)
     except ExecutorUnavailable as exc:
         raise UserError(str(exc)) from None
     if choice == "local":
         warn("--executor local: candidate programs run in the process backend, without container isolation.")
-    try:
-        yield executor, local_note if choice == "local" else f"**Executor: the service at {choice}.**"
-    finally:
-        close_executor(executor)
+    return executor, local_note if choice == "local" else f"**Executor: the service at {choice}.**"
 
 
 # ---------------------------------------------------------------- stages
@@ -290,7 +282,6 @@ def eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: P
             raise UserError(str(exc)) from None
         finally:
             sampler.close()
-            del sampler
     print(format_summary(summary), flush=True)
     return summary
 

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 
 from tqdm import tqdm
 
-from iterpref.executor import Executor, ExecutorUnavailable
+from iterpref.executor import Executor, judge_batch
 from iterpref.extract import extract_code
 from iterpref.feedback import initial_prompt
 from iterpref.records import Task
@@ -110,28 +110,6 @@ class EvalSummary:
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _judge(executor: Executor, requests: list, retries: int) -> list[RunResult]:
-    """Results for a batch; retryable infra errors are sent again, others stay infra errors."""
-    results: list[Optional[RunResult]] = [None] * len(requests)
-    pending = list(range(len(requests)))
-    for attempt in range(retries + 1):
-        try:
-            answers = executor.run_batch([requests[i] for i in pending])
-        except Exception as exc:  # any transport failure: nothing in this batch was judged
-            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
-        if len(answers) != len(pending):
-            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
-        retry = []
-        for index, answer in zip(pending, answers):
-            results[index] = answer
-            if answer.status != RunStatus.COMPLETED and answer.retryable and attempt < retries:
-                retry.append(index)
-        pending = retry
-        if not pending:
-            break
-    return results  # type: ignore[return-value]
-
-
 def _sample_result(code: str, result: RunResult) -> SampleResult:
     failure = result.first_failure() if result.status == RunStatus.COMPLETED else None
     message = result.infra_message if result.status != RunStatus.COMPLETED else (failure.message if failure else None)
@@ -200,7 +178,7 @@ def evaluate(
                 raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
             owners = [t for t in wave for _ in range(samples)]
             codes = [extract(reply, task) for reply, task in zip(replies, owners)]
-            judged = _judge(executor, [to_request(t, c) for t, c in zip(owners, codes)], infra_retries)
+            judged = judge_batch(executor, [to_request(t, c) for t, c in zip(owners, codes)], infra_retries)
             for index, task in enumerate(wave):
                 chunk = slice(index * samples, (index + 1) * samples)
                 sample_results = [_sample_result(c, r) for c, r in zip(codes[chunk], judged[chunk])]

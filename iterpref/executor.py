@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sandbox.models import RunRequest, RunResult
+from sandbox.models import RunRequest, RunResult, RunStatus
 
 
 class Executor(Protocol):
@@ -40,3 +40,27 @@ def close_executor(executor: object) -> None:
     close = getattr(executor, "close", None)
     if callable(close):
         close()
+
+
+def judge_batch(executor: Executor, requests: list[RunRequest], retries: int) -> list[RunResult]:
+    """Every request's result, in order. Retryable infra errors are sent again (at most ``retries`` times);
+    what is still an infra error after that comes back as one. A transport failure, or an answer of the wrong
+    length, raises ExecutorUnavailable: nothing of the batch was judged."""
+    results: list[RunResult] = [None] * len(requests)  # type: ignore[list-item]  (all filled below)
+    pending = list(range(len(requests)))
+    for attempt in range(retries + 1):
+        try:
+            answers = executor.run_batch([requests[i] for i in pending])
+        except Exception as exc:  # any executor's transport failure
+            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
+        if len(answers) != len(pending):
+            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
+        retry = []
+        for index, answer in zip(pending, answers):
+            results[index] = answer
+            if answer.status != RunStatus.COMPLETED and answer.retryable and attempt < retries:
+                retry.append(index)
+        pending = retry
+        if not pending:
+            break
+    return results

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from iterpref.executor import Executor, ExecutorUnavailable
+from iterpref.executor import Executor, ExecutorUnavailable, judge_batch
 from iterpref.extract import extract_code
 from iterpref.feedback import initial_prompt, repair_messages
 from iterpref.records import Attempt, Task, to_json_line
@@ -105,31 +105,12 @@ class _State:
 
 
 def _execute(executor: Executor, requests: list, infra_retries: int) -> list[Optional[RunResult]]:
-    """Run a batch, resending retryable infra errors; what stays an infra error comes back as None."""
-    results: list[Optional[RunResult]] = [None] * len(requests)
-    pending = list(range(len(requests)))
-    last_problem = ""
-    for _ in range(infra_retries + 1):
-        try:
-            answers = executor.run_batch([requests[i] for i in pending])
-        except Exception as exc:  # transport failures of any executor: nothing was judged
-            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
-        if len(answers) != len(pending):
-            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
-        retry = []
-        for index, answer in zip(pending, answers):
-            if answer.status == RunStatus.COMPLETED:
-                results[index] = answer
-            else:
-                last_problem = answer.infra_message or "infra error"
-                if answer.retryable:
-                    retry.append(index)
-        pending = retry
-        if not pending:
-            break
-    if requests and all(r is None for r in results):
-        raise ExecutorUnavailable(f"the executor could not judge any program of a batch: {last_problem}")
-    return results
+    """Results of a batch (see judge_batch); what stays an infra error comes back as None, for a later run."""
+    results = judge_batch(executor, requests, infra_retries)
+    if results and all(r.status != RunStatus.COMPLETED for r in results):
+        raise ExecutorUnavailable(f"the executor could not judge any program of a batch: "
+                                  f"{results[-1].infra_message or 'infra error'}")
+    return [r if r.status == RunStatus.COMPLETED else None for r in results]
 
 
 def refine(

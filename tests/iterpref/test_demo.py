@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from iterpref.cli import main
+from iterpref.cli import UserError, main
 from iterpref.demo import DemoConfig, split_tasks
 
 pytest.importorskip("sandbox.local")
@@ -100,3 +100,49 @@ def test_demo_with_the_bundled_model_tops_up_with_synthetic_pairs(tmp_path, caps
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {t["round"] for t in trajectories} <= {0, 1} and len({t["task_id"] for t in trajectories}) == 3
     assert all(t["sampler"].startswith("hf:") for t in trajectories)
+
+
+def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):
+    """An error inside the block (say CUDA out of memory while training) must reach the caller unchanged, with the
+    Docker service stopped; a service that fails to start falls back to the process backend (auto)."""
+    from contextlib import contextmanager
+
+    import iterpref.demo as demo
+    import iterpref.executor as executor_module
+
+    events = []
+
+    @contextmanager
+    def fake_service(log_path):
+        events.append("started")
+        try:
+            yield "http://127.0.0.1:1"
+        finally:
+            events.append("stopped")
+
+    class Fake:
+        def close(self):
+            events.append("closed")
+
+    monkeypatch.setattr(demo, "_docker_problem", lambda: None)
+    monkeypatch.setattr(demo, "docker_service", fake_service)
+    monkeypatch.setattr(executor_module, "make_executor", lambda spec, workers=None: Fake())
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with demo.open_executor("auto", tmp_path) as (executor, note):
+            assert isinstance(executor, Fake) and "Docker" in note
+            raise RuntimeError("CUDA out of memory")
+    assert events == ["started", "closed", "stopped"]
+    assert "not usable" not in capsys.readouterr().err
+
+    @contextmanager
+    def broken_service(log_path):
+        raise RuntimeError("`sandbox serve` was not ready")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(demo, "docker_service", broken_service)
+    with demo.open_executor("auto", tmp_path) as (executor, note):
+        assert "process backend" in note
+    assert "was not ready" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--executor docker: `sandbox serve` was not ready"):
+        with demo.open_executor("docker", tmp_path):
+            pass
