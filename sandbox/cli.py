@@ -19,7 +19,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Re-import so `python -m sandbox.cli` uses the same classes (UserError) as the installed script.
-    from sandbox.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

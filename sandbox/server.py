@@ -25,7 +25,6 @@ import math
 import os
 import time
 import uuid
-from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -184,10 +183,17 @@ class StrictJSONRequest(Request):
                 seen.append(name)
                 return float(name.replace("Infinity", "inf"))
 
-            body = json.loads(await self.body(), parse_constant=constant)
+            def number(text: str) -> float:
+                value = float(text)
+                if not math.isfinite(value):  # a literal like 1e400 overflows to inf without calling `constant`
+                    seen.append(text)
+                return value
+
+            body = json.loads(await self.body(), parse_constant=constant, parse_float=number)
             if seen:
                 detail = [{"type": "finite_number", "loc": ["body", *loc],
-                           "msg": f"{spelling} is not a JSON number; send a finite number"}
+                           "msg": f"{spelling} is not a finite number (NaN, Infinity and numbers beyond a float's "
+                                  "range are refused); send a finite number"}
                           for loc, spelling in _non_finite_paths(body, ())]
                 raise HTTPException(422, detail=detail)
             self._json = body
@@ -257,7 +263,6 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
     tickets = Tickets()
     # The check before each run: the backend's own if it has one (the docker backend separates "cannot serve"
     # from a pool that is only refilling), else readiness.
-    can_serve = getattr(backend, "serving", backend.ready)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -305,7 +310,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own answer echoes the input, which fails to serialise when it holds NaN (a 500).
+        # FastAPI's own answer echoes the input and the validators' exception objects, which need not serialise.
         return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
 
     app.add_middleware(Observe, metrics=metrics)
@@ -314,7 +319,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         if len(runs) > admission.capacity:
             raise HTTPException(413, f"batch of {len(runs)} programs exceeds the queue capacity "
                                      f"({admission.capacity}); split it")
-        ok, reason = can_serve()
+        ok, reason = backend.serving()
         if not ok:
             raise NotReady(f"executor not ready: {reason}; retry later")
         ticket = tickets.read(request.headers.get(TICKET_HEADER)) or admission.ticket()

@@ -23,8 +23,13 @@ class Backend(abc.ABC):
         """Release everything ``start`` acquired, leaving no process or container behind."""
 
     def ready(self) -> tuple[bool, str]:
-        """Whether runs can be served now, and why not if they cannot."""
+        """Whether the backend is fully ready (/readyz), and why not if it is not."""
         return True, "ready"
+
+    def serving(self) -> tuple[bool, str]:
+        """Whether a run sent now can be served (else the service answers 503). Defaults to ``ready``; a
+        backend that can still serve while not fully ready (a pool refilling after a burst) says so here."""
+        return self.ready()
 
     @abc.abstractmethod
     async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:

@@ -89,19 +89,18 @@ def test_frame_reader_memory_stays_bounded_under_a_flood_and_reports_exit_status
 
 def test_a_new_container_counts_as_warm_only_after_the_guards_ready_line():
     import socket
+    from concurrent.futures import ThreadPoolExecutor
 
     ours, theirs = socket.socketpair()
-    with ours, theirs:
+    with ours, theirs, ThreadPoolExecutor(1) as pool:
         theirs.sendall(frame(2, b"starting\n"))
         ready_line = frame(1, b"IPSB1 ready\n")
-        waiter = threading.Thread(target=_await_ready, args=(ours, 10))
-        waiter.start()
+        waiter = pool.submit(_await_ready, ours, 10)
         time.sleep(0.05)
-        assert waiter.is_alive()  # stderr alone is not readiness
+        assert not waiter.done()  # stderr alone is not readiness
         theirs.sendall(ready_line[:5])
         theirs.sendall(ready_line[5:])
-        waiter.join(5)
-        assert not waiter.is_alive()
+        assert waiter.result(5) is None  # returned, not raised (a raise would end a plain thread just the same)
 
 
 @pytest.mark.parametrize("stream, error", [

@@ -205,6 +205,9 @@ def test_runs_answer_503_with_retry_after_while_the_backend_cannot_serve():
     (b'{"code": "x = 1", "tests": [{"kind": "call", "entry_point": "f", "expected": -Infinity}]}',
      ["body", "tests", 0, "expected"]),
     (b"[Infinity]", ["body", 0]),
+    # No NaN/Infinity token at all: the literal overflows to inf in the parser and must not become null.
+    (b'{"code": "x = 1", "tests": [{"kind": "call", "entry_point": "f", "expected": 1e400}]}',
+     ["body", "tests", 0, "expected"]),
 ])
 def test_non_finite_numbers_are_422_naming_the_field(process_client, raw, where):
     response = process_client.post("/v1/runs", content=raw, headers={"content-type": "application/json"})
