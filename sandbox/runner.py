@@ -58,7 +58,9 @@ STACK_LIMIT = 8 * 1024 * 1024  # the usual default; hosts with `ulimit -s unlimi
 PROCESS_LIMIT = 256  # tasks (processes and threads) per confined runner's user; like the containers' pids limit
 CONFINED_TMPFS_MB = 256  # the private /tmp that holds the work directories of a confined runner
 DRAIN_SECONDS = 1.0  # after a test ends: how long to wait for its pipes to close
-SUPERVISOR_EXIT_GRACE_S = 2.0  # at the end of a batch: time for supervisors to clean up before they are killed
+# At the end of a batch: time for supervisors to clean up before they are killed. The variable exists for tests,
+# which make it longer than their own timeout to prove that a path never waits it out.
+SUPERVISOR_EXIT_GRACE_S = float(os.environ.get("SANDBOX_RUNNER_EXIT_GRACE_S", "2.0"))
 
 # Imported once before the zygote forks, so a program that imports them pays nothing (fork shares the pages).
 WARM_MODULES = (
