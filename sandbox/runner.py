@@ -42,6 +42,18 @@ import time
 import traceback
 import types
 
+# The wire contract with the backends that start this program. It owns these values: the rest of ``sandbox``
+# imports them from here, and ``sandbox/models.py`` (which callers import, and which cannot import this
+# Linux-only file) restates them; tests/sandbox/test_contract.py checks that both agree.
+DEFAULT_LIMITS = {"time_s": 5.0, "memory_mb": 512, "output_bytes": 64 * 1024}  # for a run that gives none
+TEST_FILE_ID = "test_file"  # the id of a whole test_file's one result when it has no tests of its own
+
+
+def default_test_id(index: int) -> str:
+    """The id of ``tests[index]`` when the request gives it none."""
+    return f"test_{index}"
+
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -134,17 +146,28 @@ def _children() -> list[int]:
         with open(f"/proc/self/task/{os.getpid()}/children") as handle:
             return [int(pid) for pid in handle.read().split()]
     except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process
-        me, found = os.getpid(), []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/stat") as handle:
-                        stat = handle.read()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                    found.append(int(name))
-        return found
+        me = os.getpid()
+        return [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent_of(int(name)) == me]
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from /proc, or None if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            # The command name may hold spaces and parentheses: the fields start after its last ")".
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sigkill(pid: int) -> None:
+    """SIGKILL ``pid``'s process group (when it leads one, its descendants die with it), then ``pid`` itself;
+    one already gone, or not ours to kill, is no error."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill_children(spare: tuple[int, ...] = ()) -> None:
@@ -156,11 +179,7 @@ def _kill_children(spare: tuple[int, ...] = ()) -> None:
         if not victims:
             return
         for pid in victims:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _sigkill(pid)
         for pid in victims:
             try:
                 os.waitpid(pid, 0)
@@ -785,20 +804,13 @@ class _Supervisor:
     def _own_test_pid(self, pid) -> int | None:
         """The loader says which pid runs the test; believe it only if that process is the loader's child,
         so a subverted loader cannot make us kill anything else."""
-        try:
-            with open(f"/proc/{int(pid)}/stat") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, TypeError, IndexError):
+        if not isinstance(pid, int) or pid <= 1:
             return None
-        return int(pid) if parent == self.loader_pid and int(pid) > 1 else None
+        return pid if _parent_of(pid) == self.loader_pid else None
 
     def _kill_loader_test(self, outcome: dict) -> None:
         """Kill a test running in the loader itself (and its process group); its status comes from the kernel."""
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(self.loader_pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _sigkill(self.loader_pid)
         _pid, status, usage = os.wait4(self.loader_pid, 0)
         outcome["status"], outcome["maxrss"] = status, usage.ru_maxrss
         self.loader_alive = False
@@ -806,11 +818,7 @@ class _Supervisor:
     def _kill_test(self, child_pid: int | None, outcome: dict) -> None:
         """Kill a test that is still running, then take its exit status from the loader."""
         if child_pid is not None:
-            for kill in (os.killpg, os.kill):  # the group first: the test's own descendants die with it
-                try:
-                    kill(child_pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _sigkill(child_pid)
         if not self.loader_alive:
             return
         deadline = time.monotonic() + 2.0
@@ -824,11 +832,8 @@ class _Supervisor:
             message = marshal.loads(data)
             if message[0] == "pid" and child_pid is None:
                 child_pid = self._own_test_pid(message[1])
-                for kill in (os.killpg, os.kill):
-                    try:
-                        kill(child_pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                if child_pid is not None:
+                    _sigkill(child_pid)
             elif message[0] == "exit":
                 outcome["status"], outcome["maxrss"] = message[1], message[2]
                 return
@@ -1123,13 +1128,14 @@ def _program_failure(load: tuple, limits: dict) -> dict:
     duration = round(duration, 3)
     base = {"program_error": True, "stdout": out, "stderr": err, "truncated": truncated, "duration_ms": duration,
             "error_type": None, "message": None, "traceback": None, "line": None}
-    if kind == "timeout":
-        return {**base, "verdict": "timeout", "message": f"the program did not finish loading in {limits['time_s']} s"}
-    if kind == "output":
-        return {**base, "verdict": "output_limit",
-                "message": f"the program printed more than {limits['output_bytes']} bytes while loading"}
-    if kind == "died":
-        return {**base, "verdict": "error", "message": "the program exited while loading"}
+    stopped = {
+        "timeout": ("timeout", f"the program did not finish loading in {limits['time_s']} s"),
+        "output": ("output_limit", f"the program printed more than {limits['output_bytes']} bytes while loading"),
+        "died": ("error", "the program exited while loading"),
+    }
+    if kind in stopped:
+        verdict, message = stopped[kind]
+        return {**base, "verdict": verdict, "message": message}
     category, error_type, message, text, line = info
     verdict = "memory" if category == "memory" else "error"
     if category == "exit":
@@ -1159,7 +1165,7 @@ def _prepare_job(run: dict) -> dict:
     """What the executing side may see: everything but expected values. Raises ValueError on a malformed run."""
     if not isinstance(run, dict) or not isinstance(run.get("code"), str):
         raise ValueError("`code` must be a string")
-    limits = {"time_s": 5.0, "memory_mb": 512, "output_bytes": 64 * 1024, **(run.get("limits") or {})}
+    limits = {**DEFAULT_LIMITS, **(run.get("limits") or {})}
     tests, test_file = run.get("tests"), run.get("test_file")
     if (tests is None) == (test_file is None):
         raise ValueError("give exactly one of `tests` or `test_file`")
@@ -1202,7 +1208,7 @@ class _Program:
             self.load = frame[1:]
             if self.load[0] != "ok":
                 failure = _program_failure(self.load, limits)
-                ids = _test_ids(self.run) or ["test_file"]
+                ids = _test_ids(self.run) or [TEST_FILE_ID]
                 self.results = [{"id": test_id, **failure} for test_id in ids]
         elif frame[0] == "test":
             index, outcome = frame[1], frame[2]
@@ -1224,7 +1230,7 @@ class _Program:
         results = list(self.results)
         if self.load and self.load[0] == "ok":
             if not ids:
-                results = [{"id": "test_file", "verdict": "error", "program_error": False,
+                results = [{"id": TEST_FILE_ID, "verdict": "error", "program_error": False,
                             "message": "the test file defines no test_* functions or unittest.TestCase tests"}]
             for test_id in ids[len(results):]:
                 results.append({"id": test_id, "verdict": "skipped", "program_error": False,
@@ -1277,7 +1283,7 @@ class _Worker:
 
 def _test_ids(run: dict) -> list[str]:
     tests = run.get("tests") or []
-    return [t.get("id") or f"test_{i}" for i, t in enumerate(tests)]
+    return [t.get("id") or default_test_id(i) for i, t in enumerate(tests)]
 
 
 def run_batch(runs: list, workers: int, zygote: socket.socket, ready: list[_Worker] = ()) -> list[dict]:

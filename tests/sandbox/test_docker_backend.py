@@ -18,19 +18,13 @@ from sandbox.backends.docker import (
     DockerBackend,
     DockerSettings,
     chunk_sizes,
-    deadline_s,
     parse_results,
     whole_run_result,
 )
-from sandbox.backends.docker_pool import (
-    OWNER_LABEL,
-    ROLE_LABEL,
-    RUNNER_ROLE,
-    ContainerSpec,
-    Exchange,
-    FrameReader,
-    _await_ready,
-)
+from sandbox.backends.docker_pool import ContainerSpec
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready
+from sandbox.backends.reaper import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE
+from sandbox.backends.wire import deadline_s
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
 
 
@@ -95,7 +89,7 @@ def test_a_new_container_counts_as_warm_only_after_the_guards_ready_line():
     with ours, theirs, ThreadPoolExecutor(1) as pool:
         theirs.sendall(frame(2, b"starting\n"))
         ready_line = frame(1, b"IPSB1 ready\n")
-        waiter = pool.submit(_await_ready, ours, 10)
+        waiter = pool.submit(await_ready, ours, 10)
         time.sleep(0.05)
         assert not waiter.done()  # stderr alone is not readiness
         theirs.sendall(ready_line[:5])
@@ -117,7 +111,7 @@ def test_a_container_that_does_not_announce_its_runner_is_not_used(stream, error
         if stream:
             theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(RuntimeError, match=error):
-            _await_ready(ours, 0.3)
+            await_ready(ours, 0.3)
 
 
 def test_chunking_uses_few_containers_for_small_batches():
@@ -167,7 +161,7 @@ def test_owner_liveness_is_known_only_inside_our_pid_namespace():
     import subprocess
     import sys
 
-    from sandbox.backends.docker_pool import owner_alive, process_identity
+    from sandbox.backends.reaper import owner_alive, process_identity
 
     mine = process_identity(os.getpid())
     assert mine and owner_alive(mine) is True
