@@ -211,7 +211,8 @@ class Client:
         return self.run_batch([request])[0]
 
     def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
-        steps, reply = _exchange(list(requests), self.base_url, self.retry), None
+        steps = _exchange(list(requests), self.base_url, self.retry)
+        reply: _Reply = None
         try:
             while True:
                 step, reply = steps.send(reply), None
@@ -260,7 +261,8 @@ class AsyncClient:
         return (await self.run_batch([request]))[0]
 
     async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
-        steps, reply = _exchange(list(requests), self.base_url, self.retry), None
+        steps = _exchange(list(requests), self.base_url, self.retry)
+        reply: _Reply = None
         try:
             while True:
                 step, reply = steps.send(reply), None

@@ -41,6 +41,7 @@ import tempfile
 import time
 import traceback
 import types
+from typing import Any, Sequence, cast
 
 # The wire contract with the backends that start this program. It owns these values: the rest of ``sandbox``
 # imports them from here, and ``sandbox/models.py`` (which callers import, and which cannot import this
@@ -400,7 +401,7 @@ class _Snapshot:
 
     def __init__(self) -> None:
         self.modules = {name: module for name, module in sys.modules.items() if self._ours(name)}
-        self.spaces = []
+        self.spaces: list[tuple[Any, dict[str, Any]]] = []
         for name, module in self.modules.items():
             self.spaces.append((module, dict(vars(module))))
             for value in list(vars(module).values()):
@@ -436,7 +437,8 @@ def _discover(test_module: types.ModuleType) -> tuple[list[str], list]:
     """test_* functions and unittest.TestCase test methods, in definition order."""
     import unittest
 
-    names, runnables = [], []
+    names: list[str] = []
+    runnables: list[tuple[str, Any, str | None]] = []
     for name, obj in list(vars(test_module).items()):
         if isinstance(obj, type) and issubclass(obj, unittest.TestCase):
             for method in unittest.TestLoader().getTestCaseNames(obj):
@@ -641,7 +643,8 @@ class _Supervisor:
         start = time.monotonic()
         sent = self.loader.send_job(self.job)
         self.load_out = _Capture(self.limits["output_bytes"])
-        message, over = (None, False) if sent else (("died",), False)
+        message: tuple[Any, ...] | None = None if sent else ("died",)
+        over = False
         with selectors.DefaultSelector() as sel:
             sel.register(out_r, selectors.EVENT_READ, "out")
             sel.register(err_r, selectors.EVENT_READ, "err")
@@ -685,7 +688,7 @@ class _Supervisor:
     def _run_test(self, index: int, last: bool = False) -> dict:
         """One test's raw outcome. The program's ``last`` test may run in the loader itself (no fork): the
         loader says so, and its exit, seen through a pidfd, ends the test."""
-        outcome = {"status": None, "killed": None, "report": None, "maxrss": None}
+        outcome: dict[str, Any] = {"status": None, "killed": None, "report": None, "maxrss": None}
         if not self.loader_alive:
             outcome["killed"] = "loader"
             outcome.update(stdout="", stderr="", truncated=False, duration_ms=0.0)
@@ -696,7 +699,7 @@ class _Supervisor:
         stdin_data = b""
         if self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "stdio":
             stdin_data = self.job["tests"][index]["stdin"].encode("utf-8")
-        in_w = None
+        in_w: int | None = None
         if stdin_data:
             in_r, in_w = os.pipe()
             os.set_blocking(in_w, False)
@@ -706,7 +709,7 @@ class _Supervisor:
         capture = _Capture(self.limits["output_bytes"], self.load_out)
         report = bytearray()
         reported_pid = None
-        in_place = None  # the loader's pidfd once it runs the test itself
+        in_place: int | None = None  # the loader's pidfd once it runs the test itself
         start = time.monotonic()
         try:
             self.ctl.sendmsg(
@@ -757,16 +760,16 @@ class _Supervisor:
                     _pid, status, usage = os.wait4(self.loader_pid, 0)
                     outcome["status"], outcome["maxrss"] = status, usage.ru_maxrss
                     self.loader_alive = False
-                    sel.unregister(in_place)
+                    sel.unregister(key.fd)
                     finished = True
                 elif key.data == "in":
                     try:
-                        pending = pending[os.write(in_w, pending[: 1 << 16]) :]
+                        pending = pending[os.write(key.fd, pending[: 1 << 16]) :]
                     except (BrokenPipeError, OSError):
                         pending = pending[:0]
                     if not pending:
-                        sel.unregister(in_w)
-                        os.close(in_w)
+                        sel.unregister(key.fd)
+                        os.close(key.fd)
                         in_w = None
                 elif key.data == "res":
                     data = os.read(res_r, 1 << 20)
@@ -847,10 +850,10 @@ class _Capture:
 
     def __init__(self, limit: int, prefix: "_Capture | None" = None) -> None:
         self.limit = limit
-        self.parts = {"out": bytearray(prefix.parts["out"]) if prefix else bytearray(),
+        self.parts: dict[str, bytearray] = {"out": bytearray(prefix.parts["out"]) if prefix else bytearray(),
                       "err": bytearray(prefix.parts["err"]) if prefix else bytearray()}
         self.size = sum(len(p) for p in self.parts.values())
-        self.over = prefix.over if prefix else False
+        self.over: bool = prefix.over if prefix else False
 
     def read(self, fd: int, name: str) -> bool:
         try:
@@ -1069,7 +1072,8 @@ def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
               "stdout": outcome.get("stdout", ""), "stderr": outcome.get("stderr", ""),
               "truncated": outcome.get("truncated", False), "duration_ms": outcome.get("duration_ms", 0.0),
               "peak_memory_kb": outcome.get("maxrss")}
-    killed, status, report = outcome["killed"], outcome["status"], outcome["report"] or ("missing",)
+    killed, status = outcome["killed"], outcome["status"]
+    report: tuple[Any, ...] = outcome["report"] or ("missing",)
     if killed == "timeout":
         return {**result, "verdict": "timeout", "message": f"exceeded the time limit of {limits['time_s']} s"}
     if killed == "output":
@@ -1196,7 +1200,7 @@ class _Program:
 
     def __init__(self, index: int, run: dict, job: dict) -> None:
         self.index, self.run, self.job = index, run, job
-        self.load = None
+        self.load: tuple[Any, ...] = ()  # the supervisor's "load" frame, once it came
         self.results: list[dict] = []
         self.started = time.monotonic()
         self.done = False
@@ -1286,7 +1290,7 @@ def _test_ids(run: dict) -> list[str]:
     return [t.get("id") or default_test_id(i) for i, t in enumerate(tests)]
 
 
-def run_batch(runs: list, workers: int, zygote: socket.socket, ready: list[_Worker] = ()) -> list[dict]:
+def run_batch(runs: list, workers: int, zygote: socket.socket, ready: Sequence[_Worker] = ()) -> list[dict]:
     """Every run's result dict, in order; at most ``workers`` programs execute at once. ``ready`` are workers
     started before the batch arrived (see main)."""
     results: list[dict | None] = [None] * len(runs)
@@ -1369,7 +1373,7 @@ def run_batch(runs: list, workers: int, zygote: socket.socket, ready: list[_Work
         sel.unregister(worker.res_r)
         worker.close()
     sel.close()
-    return results
+    return cast("list[dict]", results)  # every program got its result, or the loop above would still run
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1424,8 +1428,11 @@ def _expose_python() -> None:
     """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home) is
     covered by an empty tmpfs with only the interpreter's prefixes bound back in, which also hides the rest."""
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
-    moves = [(prefix, _closed_ancestor(prefix)) for prefix in prefixes]
-    moves = [(prefix, closed) for prefix, closed in moves if closed]
+    moves: list[tuple[str, str]] = []
+    for prefix in prefixes:
+        closed = _closed_ancestor(prefix)
+        if closed:
+            moves.append((prefix, closed))
     if not moves:
         return
     _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging, root only

@@ -22,10 +22,10 @@ import docker.errors
 from sandbox.backends.base import Backend
 from sandbox.backends.docker_pool import ContainerPool, ContainerSpec, WarmContainer
 from sandbox.backends.guard_protocol import Exchange
-from sandbox.backends.wire import UnusableAnswer, decode_answer, deadline_s, encode_job
-from sandbox.runner import TEST_FILE_ID
+from sandbox.backends.wire import UnusableAnswer, deadline_s, decode_answer, encode_job
 from sandbox.logs import event
 from sandbox.models import RunRequest, RunResult, RunStatus, TestResult, Verdict
+from sandbox.runner import TEST_FILE_ID
 
 log = logging.getLogger("sandbox.docker")
 

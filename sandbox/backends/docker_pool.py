@@ -20,13 +20,19 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Optional
+from typing import Optional
 
 import docker
 import docker.errors
+from docker.types import LogConfig
 
 from sandbox.backends.container_guard import PROTOCOL
-from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, job_message
+from sandbox.backends.guard_protocol import (
+    Exchange,
+    FrameReader,
+    await_ready,
+    job_message,
+)
 from sandbox.backends.reaper import orphans, owner_labels, process_identity
 from sandbox.logs import event
 
@@ -64,7 +70,7 @@ class ContainerSpec:
             memswap_limit=f"{self.memory_mb}m",  # equal: no swap, so going over is an OOM kill
             nano_cpus=int(self.cpus * 1e9),
             init=True,
-            log_config={"type": "none"},
+            log_config=LogConfig(type=LogConfig.types.NONE),
             ipc_mode="private",
         )
         return dict(
@@ -300,7 +306,8 @@ class ContainerPool:
         program inside cannot do), or None. Only this pool's deadline kill does that otherwise, and that case
         is known before this is asked."""
         try:
-            events = self.client.api.events(
+            # The engine takes fractional seconds as text; the SDK's stubs know only int and datetime.
+            events = self.client.api.events(  # type: ignore[call-overload]
                 since=int(container.started_wall) - 1, until=f"{time.time() + 0.5:.3f}", decode=True,
                 filters={"type": "container", "container": container.id, "event": ["kill", "stop", "destroy"]},
             )
@@ -323,7 +330,7 @@ class ContainerPool:
         except docker.errors.APIError:
             pass  # already gone
 
-    def final_state(self, container_id: str, wait_s: float = 5.0) -> dict:
+    def final_state(self, container_id: str, wait_s: int = 5) -> dict:
         """The container's State after it stopped (OOMKilled, ExitCode); {} if it is gone."""
         try:
             self.client.api.wait(container_id, timeout=wait_s)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sandbox.backends.base import Backend
-from sandbox.backends.wire import UnusableAnswer, decode_answer, deadline_s, encode_job
+from sandbox.backends.wire import UnusableAnswer, deadline_s, decode_answer, encode_job
 from sandbox.models import RunRequest, RunResult
 
 log = logging.getLogger(__name__)
