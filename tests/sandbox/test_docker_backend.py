@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from sandbox.backends import reaper
 from sandbox.backends.docker import (
     DockerBackend,
     DockerSettings,
@@ -485,7 +486,7 @@ def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_cli
         assert mine_stopped.id not in left and leaked.id not in left  # ours and untracked: gone at once
         assert other_running.id in left  # a live instance's container is never touched
         assert other_stopped.id in left  # another instance's stopped one: within its grace period
-        monkeypatch.setattr(pool, "_stopped_for", lambda container_id: 3600.0)  # an hour later
+        monkeypatch.setattr(reaper, "_stopped_for", lambda api, container_id: 3600.0)  # an hour later
         pool.reap(False)
         left = remaining()
         assert other_stopped.id not in left and other_running.id in left
