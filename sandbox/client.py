@@ -183,6 +183,24 @@ def _exchange(requests: list[RunRequest], url: str, policy: RetryPolicy) -> Gene
     return rounds.results
 
 
+class _Steps:
+    """Runs ``_exchange`` for a client: ``next()`` is the next step, or None once ``results`` are in; a client
+    sets ``reply`` to what each _Post got before asking for the next step."""
+
+    def __init__(self, requests: list[RunRequest], url: str, policy: RetryPolicy) -> None:
+        self._steps = _exchange(list(requests), url, policy)
+        self.reply: _Reply = None
+        self.results: list[RunResult] = []
+
+    def next(self) -> Optional[_Step]:
+        reply, self.reply = self.reply, None
+        try:
+            return self._steps.send(reply)
+        except StopIteration as done:
+            self.results = done.value
+            return None
+
+
 def _too_slow(url: str, client: str, exc: httpx.TimeoutException) -> SandboxError:
     return SandboxError(f"executor at {url} did not answer within the client timeout ({exc.__class__.__name__}); "
                         f"raise {client}(timeout=...)")
@@ -211,22 +229,21 @@ class Client:
         return self.run_batch([request])[0]
 
     def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
-        steps = _exchange(list(requests), self.base_url, self.retry)
-        reply: _Reply = None
+        steps = _Steps(requests, self.base_url, self.retry)
+        while (step := steps.next()) is not None:
+            if isinstance(step, _Pause):
+                time.sleep(step.seconds)
+            else:
+                steps.reply = self._send(step)
+        return steps.results
+
+    def _send(self, post: _Post) -> _Reply:
         try:
-            while True:
-                step, reply = steps.send(reply), None
-                if isinstance(step, _Pause):
-                    time.sleep(step.seconds)
-                    continue
-                try:
-                    reply = self._http.post(step.path, json=step.body, headers=step.headers)
-                except _TRANSPORT_RETRY as exc:
-                    reply = exc
-                except httpx.TimeoutException as exc:
-                    raise _too_slow(self.base_url, "Client", exc) from exc
-        except StopIteration as done:
-            return done.value
+            return self._http.post(post.path, json=post.body, headers=post.headers)
+        except _TRANSPORT_RETRY as exc:
+            return exc
+        except httpx.TimeoutException as exc:
+            raise _too_slow(self.base_url, "Client", exc) from exc
 
     def health(self) -> dict:
         """``/readyz``'s answer; raises ExecutorUnreachable when nothing listens."""
@@ -261,22 +278,21 @@ class AsyncClient:
         return (await self.run_batch([request]))[0]
 
     async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
-        steps = _exchange(list(requests), self.base_url, self.retry)
-        reply: _Reply = None
+        steps = _Steps(requests, self.base_url, self.retry)
+        while (step := steps.next()) is not None:
+            if isinstance(step, _Pause):
+                await asyncio.sleep(step.seconds)
+            else:
+                steps.reply = await self._send(step)
+        return steps.results
+
+    async def _send(self, post: _Post) -> _Reply:
         try:
-            while True:
-                step, reply = steps.send(reply), None
-                if isinstance(step, _Pause):
-                    await asyncio.sleep(step.seconds)
-                    continue
-                try:
-                    reply = await self._http.post(step.path, json=step.body, headers=step.headers)
-                except _TRANSPORT_RETRY as exc:
-                    reply = exc
-                except httpx.TimeoutException as exc:
-                    raise _too_slow(self.base_url, "AsyncClient", exc) from exc
-        except StopIteration as done:
-            return done.value
+            return await self._http.post(post.path, json=post.body, headers=post.headers)
+        except _TRANSPORT_RETRY as exc:
+            return exc
+        except httpx.TimeoutException as exc:
+            raise _too_slow(self.base_url, "AsyncClient", exc) from exc
 
     async def health(self) -> dict:
         try:

@@ -36,15 +36,7 @@ from sandbox.admission import Admission, QueueFull, Tickets
 from sandbox.backends.base import Backend
 from sandbox.logs import RUN_ID, event
 from sandbox.metrics import Metrics
-from sandbox.models import (
-    TICKET_HEADER,
-    TOKEN_ENV,
-    BatchRequest,
-    BatchResult,
-    RunRequest,
-    RunResult,
-    RunStatus,
-)
+from sandbox.models import TICKET_HEADER, TOKEN_ENV, BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
 
 log = logging.getLogger("sandbox.service")
 

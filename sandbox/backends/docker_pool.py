@@ -27,12 +27,7 @@ import docker.errors
 from docker.types import LogConfig
 
 from sandbox.backends.container_guard import PROTOCOL
-from sandbox.backends.guard_protocol import (
-    Exchange,
-    FrameReader,
-    await_ready,
-    job_message,
-)
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, job_message
 from sandbox.backends.reaper import orphans, owner_labels, process_identity
 from sandbox.logs import event
 

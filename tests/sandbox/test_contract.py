@@ -9,13 +9,7 @@ from pathlib import Path
 
 from sandbox import runner
 from sandbox.backends import container_guard, docker_pool
-from sandbox.models import (
-    RESULT_FORMAT_VERSION,
-    Limits,
-    RunRequest,
-    RunResult,
-    TestResult,
-)
+from sandbox.models import RESULT_FORMAT_VERSION, Limits, RunRequest, RunResult, TestResult
 
 ROOT = Path(__file__).resolve().parents[2]
 

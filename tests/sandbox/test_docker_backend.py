@@ -15,13 +15,7 @@ import time
 import pytest
 
 from sandbox.backends import reaper
-from sandbox.backends.docker import (
-    DockerBackend,
-    DockerSettings,
-    chunk_sizes,
-    parse_results,
-    whole_run_result,
-)
+from sandbox.backends.docker import DockerBackend, DockerSettings, chunk_sizes, parse_results, whole_run_result
 from sandbox.backends.docker_pool import ContainerSpec
 from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready
 from sandbox.backends.reaper import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE

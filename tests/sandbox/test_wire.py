@@ -7,13 +7,7 @@ import json
 import pytest
 
 from sandbox.backends import process
-from sandbox.backends.wire import (
-    UnusableAnswer,
-    deadline_s,
-    decode_answer,
-    encode_job,
-    run_budget_s,
-)
+from sandbox.backends.wire import UnusableAnswer, deadline_s, decode_answer, encode_job, run_budget_s
 from sandbox.models import RunRequest, RunStatus
 
 REQUEST = RunRequest(code="x = 1", tests=[{"kind": "assert", "id": "a", "code": "pass"}], limits={"time_s": 2})
