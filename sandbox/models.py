@@ -41,9 +41,14 @@ TICKET_HEADER = "X-Queue-Ticket"
 # without the field (from before it existed) are version 1.
 RESULT_FORMAT_VERSION = 1
 
-# The runner (sandbox/runner.py, stdlib-only, shipped alone) owns the defaults below and the test-id rule
-# (``test_<index>``); this module restates them for callers that cannot import the runner, and
-# tests/sandbox/test_contract.py checks that both agree.
+# The runner (sandbox/runner.py, stdlib-only, shipped alone) owns the defaults below and the test-id rule; this
+# module restates them for callers that cannot import the runner, and tests/sandbox/test_contract.py checks that
+# both agree.
+
+
+def default_test_id(index: int) -> str:
+    """The id ``tests[index]`` gets when the request gives it none."""
+    return f"test_{index}"
 
 
 class _Strict(BaseModel):
@@ -123,7 +128,7 @@ class RunRequest(_Strict):
             seen: set[str] = set()
             for index, test in enumerate(self.tests):
                 if test.id is None:
-                    test.id = f"test_{index}"
+                    test.id = default_test_id(index)
                 if test.id in seen:
                     raise ValueError(f"`tests[{index}].id` repeats the id {test.id!r}; ids must be unique")
                 seen.add(test.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sandbox import runner
+from sandbox import models, runner
 from sandbox.backends import container_guard, docker_pool
 from sandbox.models import RESULT_FORMAT_VERSION, Limits, RunRequest, RunResult, TestResult
 
@@ -24,6 +24,7 @@ def test_test_ids_follow_the_runners_rule():
     request = RunRequest(code="", tests=tests)
     assert [t.id for t in request.tests] == [runner.default_test_id(0), "named", runner.default_test_id(2)]
     assert runner._test_ids(request.model_dump(mode="json")) == [t.id for t in request.tests]
+    assert [models.default_test_id(i) for i in range(3)] == [runner.default_test_id(i) for i in range(3)]
 
 
 def test_what_the_runner_writes_is_a_valid_result_of_the_current_format():
