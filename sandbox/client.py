@@ -176,7 +176,8 @@ def _exchange(requests: list[RunRequest], url: str, policy: RetryPolicy) -> Gene
         else:
             body = BatchRequest(runs=[requests[i] for i in todo]).model_dump(mode="json")
             payload = yield from _post("/v1/batch", body, url, policy)
-            for result in payload.get("results") or [] if isinstance(payload, dict) else []:
+            results = payload.get("results") if isinstance(payload, dict) else None
+            for result in results if isinstance(results, list) else []:
                 _refuse_newer(result, url)
             answer = BatchResult.model_validate(payload).results
         rounds.record(todo, answer)

@@ -5,7 +5,7 @@
     GET  /healthz    the process is up          GET /readyz   the backend can serve runs now (else 503)
     GET  /metrics    Prometheus text            GET /openapi.json
 
-Admission is fair under backpressure: when the queue is full, a request waits in a bounded line for at most
+Admission (sandbox/admission.py) is fair under backpressure: when the queue is full, a request waits in a bounded line for at most
 ``max_wait_s``, admitted in order of first arrival (a 429 answer carries an ``X-Queue-Ticket`` that the client shows
 when it retries, keeping its place); when that line is full of older requests, or the wait runs out, it is
 answered 429 with ``Retry-After`` instead of hanging. While the backend cannot serve (e.g. the Docker engine is
@@ -39,6 +39,7 @@ from sandbox.metrics import Metrics
 from sandbox.models import TICKET_HEADER, TOKEN_ENV, BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
 
 log = logging.getLogger("sandbox.service")
+
 
 @dataclass
 class ServiceSettings:
