@@ -850,8 +850,8 @@ class _Capture:
 
     def __init__(self, limit: int, prefix: "_Capture | None" = None) -> None:
         self.limit = limit
-        self.parts: dict[str, bytearray] = {"out": bytearray(prefix.parts["out"]) if prefix else bytearray(),
-                      "err": bytearray(prefix.parts["err"]) if prefix else bytearray()}
+        out, err = (prefix.parts["out"], prefix.parts["err"]) if prefix else (b"", b"")
+        self.parts: dict[str, bytearray] = {"out": bytearray(out), "err": bytearray(err)}
         self.size = sum(len(p) for p in self.parts.values())
         self.over: bool = prefix.over if prefix else False
 
