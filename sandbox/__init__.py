@@ -1,15 +1,6 @@
 """A secure code-execution service: run untrusted Python against tests, get a verdict and an error per test."""
 
-from sandbox.models import (
-    BatchRequest,
-    BatchResult,
-    Limits,
-    RunRequest,
-    RunResult,
-    RunStatus,
-    TestResult,
-    Verdict,
-)
+from sandbox.models import BatchRequest, BatchResult, Limits, RunRequest, RunResult, RunStatus, TestResult, Verdict
 
 __all__ = [
     "BatchRequest",

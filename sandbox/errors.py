@@ -35,3 +35,17 @@ class ExecutorRejected(SandboxError):
         super().__init__(f"executor rejected the request (HTTP {status_code}): {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+class ResultFormatTooNew(SandboxError):
+    """The executor answered in a result format newer than this client knows: reading it could mislead."""
+
+    def __init__(self, url: str, version: int, known: int) -> None:
+        super().__init__(
+            f"executor at {url} answered with result format version {version}, but this client knows versions up "
+            f"to {known}; upgrade the client (the `sandbox` package) to the executor's release, or run an "
+            f"executor of this client's release"
+        )
+        self.url = url
+        self.version = version
+        self.known = known

@@ -1,8 +1,10 @@
 """Prometheus metrics for the service, in the text exposition format (no client library needed).
 
-Names: sandbox_requests_total{endpoint,code}, sandbox_request_seconds{endpoint} (histogram), sandbox_runs_total{status},
-sandbox_verdicts_total{verdict}, sandbox_rejected_total, sandbox_queue_runs, sandbox_queue_capacity_runs,
-sandbox_inflight_runs, sandbox_pool_containers{state}.
+Counters and a histogram, updated per request: sandbox_requests_total{endpoint,code},
+sandbox_request_seconds{endpoint} (histogram), sandbox_runs_total{status}, sandbox_verdicts_total{verdict},
+sandbox_rejected_total (429 answers). Gauges, read at scrape time (registered in sandbox/server.py):
+sandbox_queue_runs (programs admitted), sandbox_queue_capacity_runs, sandbox_waiting_runs (in line for
+admission), sandbox_ready (0 or 1), and for the docker backend sandbox_pool_containers{state}.
 """
 
 from __future__ import annotations

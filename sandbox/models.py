@@ -13,7 +13,8 @@ A request carries one candidate program and either a list of ``tests`` or a ``te
      "limits": {"time_s": 2, "memory_mb": 256, "output_bytes": 65536},
      "fail_fast": false}
 
-A result has one entry per test, in request order (for a ``test_file``: in discovery order).
+A result has one entry per test, in request order (for a ``test_file``: in discovery order), and says which
+version of this result format it is in (``format_version``, see ``RESULT_FORMAT_VERSION``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,25 @@ MAX_MEMORY_MB = 4096
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 MAX_CODE_BYTES = 1024 * 1024
 MAX_TESTS = 1000
+
+# The HTTP contract's names: the variable holding the service's bearer token, and the header a 429 answer
+# carries (and a retry shows) to keep a request's place in the queue's line.
+TOKEN_ENV = "SANDBOX_TOKEN"
+TICKET_HEADER = "X-Queue-Ticket"
+
+# The version of RunResult's format. Raise it when a change to the result could mislead a reader that knows only
+# the older format (a new field, a changed meaning); clients refuse results newer than they know. Results
+# without the field (from before it existed) are version 1.
+RESULT_FORMAT_VERSION = 1
+
+# The runner (sandbox/runner.py, stdlib-only, shipped alone) owns the defaults below and the test-id rule; this
+# module restates them for callers that cannot import the runner, and tests/sandbox/test_contract.py checks that
+# both agree.
+
+
+def default_test_id(index: int) -> str:
+    """The id ``tests[index]`` gets when the request gives it none."""
+    return f"test_{index}"
 
 
 class _Strict(BaseModel):
@@ -108,7 +128,7 @@ class RunRequest(_Strict):
             seen: set[str] = set()
             for index, test in enumerate(self.tests):
                 if test.id is None:
-                    test.id = f"test_{index}"
+                    test.id = default_test_id(index)
                 if test.id in seen:
                     raise ValueError(f"`tests[{index}].id` repeats the id {test.id!r}; ids must be unique")
                 seen.add(test.id)
@@ -157,6 +177,10 @@ class RunStatus(str, Enum):
 
 
 class RunResult(_Strict):
+    format_version: int = Field(
+        RESULT_FORMAT_VERSION, ge=1,
+        description="Version of this result's format; a client refuses one newer than it knows.",
+    )
     status: RunStatus
     retryable: bool = Field(False, description="For infra_error: the same request may succeed if sent again.")
     infra_message: Optional[str] = None

@@ -41,6 +41,19 @@ import tempfile
 import time
 import traceback
 import types
+from typing import Any, Sequence, cast
+
+# The wire contract with the backends that start this program. It owns these values: the rest of ``sandbox``
+# imports them from here, and ``sandbox/models.py`` (which callers import, and which cannot import this
+# Linux-only file) restates them; tests/sandbox/test_contract.py checks that both agree.
+DEFAULT_LIMITS = {"time_s": 5.0, "memory_mb": 512, "output_bytes": 64 * 1024}  # for a run that gives none
+TEST_FILE_ID = "test_file"  # the id of a whole test_file's one result when it has no tests of its own
+
+
+def default_test_id(index: int) -> str:
+    """The id of ``tests[index]`` when the request gives it none."""
+    return f"test_{index}"
+
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -136,17 +149,28 @@ def _children() -> list[int]:
         with open(f"/proc/self/task/{os.getpid()}/children") as handle:
             return [int(pid) for pid in handle.read().split()]
     except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process
-        me, found = os.getpid(), []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/stat") as handle:
-                        stat = handle.read()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                    found.append(int(name))
-        return found
+        me = os.getpid()
+        return [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent_of(int(name)) == me]
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from /proc, or None if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            # The command name may hold spaces and parentheses: the fields start after its last ")".
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sigkill(pid: int) -> None:
+    """SIGKILL ``pid``'s process group (when it leads one, its descendants die with it), then ``pid`` itself;
+    one already gone, or not ours to kill, is no error."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill_children(spare: tuple[int, ...] = ()) -> None:
@@ -158,11 +182,7 @@ def _kill_children(spare: tuple[int, ...] = ()) -> None:
         if not victims:
             return
         for pid in victims:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _sigkill(pid)
         for pid in victims:
             try:
                 os.waitpid(pid, 0)
@@ -383,7 +403,7 @@ class _Snapshot:
 
     def __init__(self) -> None:
         self.modules = {name: module for name, module in sys.modules.items() if self._ours(name)}
-        self.spaces = []
+        self.spaces: list[tuple[Any, dict[str, Any]]] = []
         for name, module in self.modules.items():
             self.spaces.append((module, dict(vars(module))))
             for value in list(vars(module).values()):
@@ -419,7 +439,8 @@ def _discover(test_module: types.ModuleType) -> tuple[list[str], list]:
     """test_* functions and unittest.TestCase test methods, in definition order."""
     import unittest
 
-    names, runnables = [], []
+    names: list[str] = []
+    runnables: list[tuple[str, Any, str | None]] = []
     for name, obj in list(vars(test_module).items()):
         if isinstance(obj, type) and issubclass(obj, unittest.TestCase):
             for method in unittest.TestLoader().getTestCaseNames(obj):
@@ -624,7 +645,8 @@ class _Supervisor:
         start = time.monotonic()
         sent = self.loader.send_job(self.job)
         self.load_out = _Capture(self.limits["output_bytes"])
-        message, over = (None, False) if sent else (("died",), False)
+        message: tuple[Any, ...] | None = None if sent else ("died",)
+        over = False
         with selectors.DefaultSelector() as sel:
             sel.register(out_r, selectors.EVENT_READ, "out")
             sel.register(err_r, selectors.EVENT_READ, "err")
@@ -668,7 +690,7 @@ class _Supervisor:
     def _run_test(self, index: int, last: bool = False) -> dict:
         """One test's raw outcome. The program's ``last`` test may run in the loader itself (no fork): the
         loader says so, and its exit, seen through a pidfd, ends the test."""
-        outcome = {"status": None, "killed": None, "report": None, "maxrss": None}
+        outcome: dict[str, Any] = {"status": None, "killed": None, "report": None, "maxrss": None}
         if not self.loader_alive:
             outcome["killed"] = "loader"
             outcome.update(stdout="", stderr="", truncated=False, duration_ms=0.0)
@@ -679,7 +701,7 @@ class _Supervisor:
         stdin_data = b""
         if self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "stdio":
             stdin_data = self.job["tests"][index]["stdin"].encode("utf-8")
-        in_w = None
+        in_w: int | None = None
         if stdin_data:
             in_r, in_w = os.pipe()
             os.set_blocking(in_w, False)
@@ -689,7 +711,7 @@ class _Supervisor:
         capture = _Capture(self.limits["output_bytes"], self.load_out)
         report = bytearray()
         reported_pid = None
-        in_place = None  # the loader's pidfd once it runs the test itself
+        in_place: int | None = None  # the loader's pidfd once it runs the test itself
         start = time.monotonic()
         try:
             self.ctl.sendmsg(
@@ -740,16 +762,16 @@ class _Supervisor:
                     _pid, status, usage = os.wait4(self.loader_pid, 0)
                     outcome["status"], outcome["maxrss"] = status, usage.ru_maxrss
                     self.loader_alive = False
-                    sel.unregister(in_place)
+                    sel.unregister(key.fd)
                     finished = True
                 elif key.data == "in":
                     try:
-                        pending = pending[os.write(in_w, pending[: 1 << 16]) :]
+                        pending = pending[os.write(key.fd, pending[: 1 << 16]) :]
                     except (BrokenPipeError, OSError):
                         pending = pending[:0]
                     if not pending:
-                        sel.unregister(in_w)
-                        os.close(in_w)
+                        sel.unregister(key.fd)
+                        os.close(key.fd)
                         in_w = None
                 elif key.data == "res":
                     data = os.read(res_r, 1 << 20)
@@ -787,20 +809,13 @@ class _Supervisor:
     def _own_test_pid(self, pid) -> int | None:
         """The loader says which pid runs the test; believe it only if that process is the loader's child,
         so a subverted loader cannot make us kill anything else."""
-        try:
-            with open(f"/proc/{int(pid)}/stat") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, TypeError, IndexError):
+        if not isinstance(pid, int) or pid <= 1:
             return None
-        return int(pid) if parent == self.loader_pid and int(pid) > 1 else None
+        return pid if _parent_of(pid) == self.loader_pid else None
 
     def _kill_loader_test(self, outcome: dict) -> None:
         """Kill a test running in the loader itself (and its process group); its status comes from the kernel."""
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(self.loader_pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _sigkill(self.loader_pid)
         _pid, status, usage = os.wait4(self.loader_pid, 0)
         outcome["status"], outcome["maxrss"] = status, usage.ru_maxrss
         self.loader_alive = False
@@ -808,11 +823,7 @@ class _Supervisor:
     def _kill_test(self, child_pid: int | None, outcome: dict) -> None:
         """Kill a test that is still running, then take its exit status from the loader."""
         if child_pid is not None:
-            for kill in (os.killpg, os.kill):  # the group first: the test's own descendants die with it
-                try:
-                    kill(child_pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _sigkill(child_pid)
         if not self.loader_alive:
             return
         deadline = time.monotonic() + 2.0
@@ -826,11 +837,8 @@ class _Supervisor:
             message = marshal.loads(data)
             if message[0] == "pid" and child_pid is None:
                 child_pid = self._own_test_pid(message[1])
-                for kill in (os.killpg, os.kill):
-                    try:
-                        kill(child_pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                if child_pid is not None:
+                    _sigkill(child_pid)
             elif message[0] == "exit":
                 outcome["status"], outcome["maxrss"] = message[1], message[2]
                 return
@@ -844,10 +852,10 @@ class _Capture:
 
     def __init__(self, limit: int, prefix: "_Capture | None" = None) -> None:
         self.limit = limit
-        self.parts = {"out": bytearray(prefix.parts["out"]) if prefix else bytearray(),
-                      "err": bytearray(prefix.parts["err"]) if prefix else bytearray()}
+        out, err = (prefix.parts["out"], prefix.parts["err"]) if prefix else (b"", b"")
+        self.parts: dict[str, bytearray] = {"out": bytearray(out), "err": bytearray(err)}
         self.size = sum(len(p) for p in self.parts.values())
-        self.over = prefix.over if prefix else False
+        self.over: bool = prefix.over if prefix else False
 
     def read(self, fd: int, name: str) -> bool:
         try:
@@ -1066,7 +1074,8 @@ def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
               "stdout": outcome.get("stdout", ""), "stderr": outcome.get("stderr", ""),
               "truncated": outcome.get("truncated", False), "duration_ms": outcome.get("duration_ms", 0.0),
               "peak_memory_kb": outcome.get("maxrss")}
-    killed, status, report = outcome["killed"], outcome["status"], outcome["report"] or ("missing",)
+    killed, status = outcome["killed"], outcome["status"]
+    report: tuple[Any, ...] = outcome["report"] or ("missing",)
     if killed == "timeout":
         return {**result, "verdict": "timeout", "message": f"exceeded the time limit of {limits['time_s']} s"}
     if killed == "output":
@@ -1125,13 +1134,14 @@ def _program_failure(load: tuple, limits: dict) -> dict:
     duration = round(duration, 3)
     base = {"program_error": True, "stdout": out, "stderr": err, "truncated": truncated, "duration_ms": duration,
             "error_type": None, "message": None, "traceback": None, "line": None}
-    if kind == "timeout":
-        return {**base, "verdict": "timeout", "message": f"the program did not finish loading in {limits['time_s']} s"}
-    if kind == "output":
-        return {**base, "verdict": "output_limit",
-                "message": f"the program printed more than {limits['output_bytes']} bytes while loading"}
-    if kind == "died":
-        return {**base, "verdict": "error", "message": "the program exited while loading"}
+    stopped = {
+        "timeout": ("timeout", f"the program did not finish loading in {limits['time_s']} s"),
+        "output": ("output_limit", f"the program printed more than {limits['output_bytes']} bytes while loading"),
+        "died": ("error", "the program exited while loading"),
+    }
+    if kind in stopped:
+        verdict, message = stopped[kind]
+        return {**base, "verdict": verdict, "message": message}
     category, error_type, message, text, line = info
     verdict = "memory" if category == "memory" else "error"
     if category == "exit":
@@ -1161,7 +1171,7 @@ def _prepare_job(run: dict) -> dict:
     """What the executing side may see: everything but expected values. Raises ValueError on a malformed run."""
     if not isinstance(run, dict) or not isinstance(run.get("code"), str):
         raise ValueError("`code` must be a string")
-    limits = {"time_s": 5.0, "memory_mb": 512, "output_bytes": 64 * 1024, **(run.get("limits") or {})}
+    limits = {**DEFAULT_LIMITS, **(run.get("limits") or {})}
     tests, test_file = run.get("tests"), run.get("test_file")
     if (tests is None) == (test_file is None):
         raise ValueError("give exactly one of `tests` or `test_file`")
@@ -1192,7 +1202,7 @@ class _Program:
 
     def __init__(self, index: int, run: dict, job: dict) -> None:
         self.index, self.run, self.job = index, run, job
-        self.load = None
+        self.load: tuple[Any, ...] = ()  # the supervisor's "load" frame, once it came
         self.results: list[dict] = []
         self.started = time.monotonic()
         self.done = False
@@ -1204,7 +1214,7 @@ class _Program:
             self.load = frame[1:]
             if self.load[0] != "ok":
                 failure = _program_failure(self.load, limits)
-                ids = _test_ids(self.run) or ["test_file"]
+                ids = _test_ids(self.run) or [TEST_FILE_ID]
                 self.results = [{"id": test_id, **failure} for test_id in ids]
         elif frame[0] == "test":
             index, outcome = frame[1], frame[2]
@@ -1226,7 +1236,7 @@ class _Program:
         results = list(self.results)
         if self.load and self.load[0] == "ok":
             if not ids:
-                results = [{"id": "test_file", "verdict": "error", "program_error": False,
+                results = [{"id": TEST_FILE_ID, "verdict": "error", "program_error": False,
                             "message": "the test file defines no test_* functions or unittest.TestCase tests"}]
             for test_id in ids[len(results):]:
                 results.append({"id": test_id, "verdict": "skipped", "program_error": False,
@@ -1279,10 +1289,10 @@ class _Worker:
 
 def _test_ids(run: dict) -> list[str]:
     tests = run.get("tests") or []
-    return [t.get("id") or f"test_{i}" for i, t in enumerate(tests)]
+    return [t.get("id") or default_test_id(i) for i, t in enumerate(tests)]
 
 
-def run_batch(runs: list, workers: int, zygote: socket.socket, ready: list[_Worker] = ()) -> list[dict]:
+def run_batch(runs: list, workers: int, zygote: socket.socket, ready: Sequence[_Worker] = ()) -> list[dict]:
     """Every run's result dict, in order; at most ``workers`` programs execute at once. ``ready`` are workers
     started before the batch arrived (see main)."""
     results: list[dict | None] = [None] * len(runs)
@@ -1365,7 +1375,7 @@ def run_batch(runs: list, workers: int, zygote: socket.socket, ready: list[_Work
         sel.unregister(worker.res_r)
         worker.close()
     sel.close()
-    return results
+    return cast("list[dict]", results)  # every program got its result, or the loop above would still run
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1420,8 +1430,11 @@ def _expose_python() -> None:
     """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home) is
     covered by an empty tmpfs with only the interpreter's prefixes bound back in, which also hides the rest."""
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
-    moves = [(prefix, _closed_ancestor(prefix)) for prefix in prefixes]
-    moves = [(prefix, closed) for prefix, closed in moves if closed]
+    moves: list[tuple[str, str]] = []
+    for prefix in prefixes:
+        closed = _closed_ancestor(prefix)
+        if closed:
+            moves.append((prefix, closed))
     if not moves:
         return
     _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging, root only

@@ -5,7 +5,7 @@
     GET  /healthz    the process is up          GET /readyz   the backend can serve runs now (else 503)
     GET  /metrics    Prometheus text            GET /openapi.json
 
-Admission is fair under backpressure: when the queue is full, a request waits in a bounded line for at most
+Admission (sandbox/admission.py) is fair under backpressure: when the queue is full, a request waits in a bounded line for at most
 ``max_wait_s``, admitted in order of first arrival (a 429 answer carries an ``X-Queue-Ticket`` that the client shows
 when it retries, keeping its place); when that line is full of older requests, or the wait runs out, it is
 answered 429 with ``Retry-After`` instead of hanging. While the backend cannot serve (e.g. the Docker engine is
@@ -16,8 +16,6 @@ Every request gets a run id (``X-Run-Id`` header) that keys its structured log l
 
 from __future__ import annotations
 
-import asyncio
-import bisect
 import hmac
 import json
 import logging
@@ -27,21 +25,20 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
+from sandbox.admission import Admission, QueueFull, Tickets
 from sandbox.backends.base import Backend
 from sandbox.logs import RUN_ID, event
 from sandbox.metrics import Metrics
-from sandbox.models import BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
+from sandbox.models import TICKET_HEADER, TOKEN_ENV, BatchRequest, BatchResult, RunRequest, RunResult, RunStatus
 
 log = logging.getLogger("sandbox.service")
-
-TOKEN_ENV = "SANDBOX_TOKEN"
 
 
 @dataclass
@@ -51,109 +48,6 @@ class ServiceSettings:
     max_wait_s: float = 30.0  # longest wait in that line before 429
     retry_after_s: int = 1
     token: Optional[str] = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
-
-
-class Admission:
-    """A bounded count of admitted programs, with a bounded line of waiters in front of it, in arrival order.
-
-    Each request gets a ticket (a number in arrival order) on its first arrival; a request answered 429 gets its
-    ticket back and shows it when it retries, so the line orders waiters by when they first arrived, not by who
-    won the latest retry. When the line is full, an older ticket takes the place of the youngest waiters (who
-    are answered 429 and keep their tickets); a request younger than everyone in a full line is answered 429 at
-    once. All methods run on the event loop thread, so no lock is needed."""
-
-    def __init__(self, capacity: int, wait_capacity: Optional[int] = None, max_wait_s: float = 30.0) -> None:
-        self.capacity = capacity
-        self.wait_capacity = 4 * capacity if wait_capacity is None else wait_capacity
-        self.max_wait_s = max_wait_s
-        self.admitted = 0
-        self.waiting = 0
-        self.issued = 0  # tickets handed out so far
-        self._line: list[tuple[int, int, asyncio.Future]] = []  # (ticket, programs, admitted?), oldest first
-
-    def ticket(self) -> int:
-        self.issued += 1
-        return self.issued
-
-    def try_admit(self, n: int) -> bool:
-        """Admit ``n`` programs now if they fit and nobody is waiting; never waits."""
-        if self._line or self.admitted + n > self.capacity:
-            return False
-        self.admitted += n
-        return True
-
-    async def admit(self, n: int, ticket: int) -> bool:
-        """Admit ``n`` programs, waiting in line up to ``max_wait_s``; False means answer 429."""
-        if self.try_admit(n):
-            return True
-        younger = sum(e[1] for e in self._line if e[0] > ticket)
-        if self.max_wait_s <= 0 or self.wait_capacity - self.waiting + younger < n:
-            return False
-        while self.waiting + n > self.wait_capacity:  # make room: the youngest waiters go back to retrying
-            _, m, bumped = self._line.pop()
-            self.waiting -= m
-            bumped.set_result(False)
-        entry = (ticket, n, asyncio.get_running_loop().create_future())
-        bisect.insort(self._line, entry, key=lambda e: e[0])
-        self.waiting += n
-        self._grant()
-        try:
-            await asyncio.wait({entry[2]}, timeout=self.max_wait_s)
-        except asyncio.CancelledError:  # the client went away: give back the place, or the admission
-            if not entry[2].done():
-                self._leave(entry)
-            elif entry[2].result():
-                self.release(n)
-            raise
-        if not entry[2].done():
-            self._leave(entry)
-            return False
-        return entry[2].result()
-
-    def release(self, n: int) -> None:
-        self.admitted -= n
-        self._grant()
-
-    def _leave(self, entry: tuple[int, int, asyncio.Future]) -> None:
-        self._line.remove(entry)
-        self.waiting -= entry[1]
-        entry[2].cancel()
-        self._grant()  # a big batch leaving the head may let smaller ones behind it in
-
-    def _grant(self) -> None:
-        while self._line and self.admitted + self._line[0][1] <= self.capacity:
-            _, n, future = self._line.pop(0)
-            self.waiting -= n
-            self.admitted += n
-            future.set_result(True)
-
-
-class QueueFull(Exception):
-    def __init__(self, message: str, ticket: str) -> None:
-        super().__init__(message)
-        self.ticket = ticket
-
-
-TICKET_HEADER = "X-Queue-Ticket"
-
-
-class Tickets:
-    """Signed admission tickets, so a client can show its place in line but not invent an earlier one."""
-
-    def __init__(self) -> None:
-        self._key = os.urandom(16)
-
-    def _mac(self, number: int) -> str:
-        return hmac.new(self._key, str(number).encode(), "sha256").hexdigest()[:16]
-
-    def sign(self, number: int) -> str:
-        return f"{number}.{self._mac(number)}"
-
-    def read(self, text: Optional[str]) -> Optional[int]:
-        number, _, mac = (text or "").partition(".")
-        if number.isdigit() and hmac.compare_digest(mac, self._mac(int(number))):
-            return int(number)
-        return None
 
 
 class NotReady(Exception):
@@ -261,11 +155,10 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
     metrics = Metrics()
     admission = Admission(settings.queue_capacity_runs, settings.wait_queue_runs, settings.max_wait_s)
     tickets = Tickets()
-    # The check before each run: the backend's own if it has one (the docker backend separates "cannot serve"
-    # from a pool that is only refilling), else readiness.
 
+    # The backend's long-lived resources (a warm pool) live as long as the application serves.
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await backend.start()
         try:
             yield
@@ -319,7 +212,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         if len(runs) > admission.capacity:
             raise HTTPException(413, f"batch of {len(runs)} programs exceeds the queue capacity "
                                      f"({admission.capacity}); split it")
-        ok, reason = backend.serving()
+        ok, reason = backend.serving()  # not ready(): a docker pool that is only refilling still serves
         if not ok:
             raise NotReady(f"executor not ready: {reason}; retry later")
         ticket = tickets.read(request.headers.get(TICKET_HEADER)) or admission.ticket()

@@ -10,8 +10,8 @@ from sandbox.models import RunRequest, RunResult
 class Backend(abc.ABC):
     """Runs batches of programs through ``sandbox/runner.py`` in some isolation environment.
 
-    The runner's wire format: it reads ``{"runs": [RunRequest as JSON, ...], "workers": N}`` on stdin and writes
-    ``{"results": [RunResult as JSON, ...]}`` (same order) on stdout. Backends only choose where the runner lives.
+    Every backend speaks the same wire format to the runner (sandbox/backends/wire.py); backends only choose
+    where the runner lives.
     """
 
     name: str = "abstract"

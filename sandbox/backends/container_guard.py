@@ -33,6 +33,10 @@ import select
 import signal
 import sys
 
+# The guard's wire protocol; the docker backend imports these (sandbox/backends/guard_protocol.py). PROTOCOL
+# names this framing: images/Dockerfile.runner labels the image with it, and the service refuses an image
+# whose label differs, so bump it with any change to what the guard reads or writes.
+PROTOCOL = "4"
 HEADER = b"IPSB1"
 READY = HEADER + b" ready\n"
 PR_SET_DUMPABLE = 4

@@ -12,19 +12,20 @@ dropped our connection) is no verdict on its programs: they get a retryable ``in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import Optional
 
 import docker.errors
-from pydantic import ValidationError
 
 from sandbox.backends.base import Backend
-from sandbox.backends.docker_pool import ContainerPool, ContainerSpec, Exchange, WarmContainer
+from sandbox.backends.docker_pool import ContainerPool, ContainerSpec, WarmContainer
+from sandbox.backends.guard_protocol import Exchange
+from sandbox.backends.wire import UnusableAnswer, deadline_s, decode_answer, encode_job
 from sandbox.logs import event
 from sandbox.models import RunRequest, RunResult, RunStatus, TestResult, Verdict
+from sandbox.runner import TEST_FILE_ID
 
 log = logging.getLogger("sandbox.docker")
 
@@ -49,47 +50,20 @@ def chunk_sizes(n_runs: int, pool_size: int, min_per_chunk: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(chunks)]
 
 
-def run_budget_s(request: RunRequest) -> float:
-    """Upper bound on one program's runner time: loading it plus every test at its time limit."""
-    n_tests = len(request.tests) if request.tests is not None else 50  # a test file: assume a generous count
-    return request.limits.time_s * (n_tests + 1) + 0.5
-
-
-def deadline_s(requests: list[RunRequest], workers: int, slack_s: float) -> float:
-    """Host-side deadline for a container: list scheduling on ``workers`` finishes within sum/workers + max."""
-    budgets = [run_budget_s(r) for r in requests]
-    return slack_s + sum(budgets) / workers + max(budgets)
-
-
 def whole_run_result(request: RunRequest, verdict: Verdict, error_type: str, message: str) -> RunResult:
     """A completed result giving every test of ``request`` the same verdict (for a test file: one entry)."""
-    ids = [t.id for t in request.tests] if request.tests is not None else ["test_file"]
+    ids = [t.id or "" for t in request.tests] if request.tests is not None else [TEST_FILE_ID]
     tests = [TestResult(id=i, verdict=verdict, error_type=error_type, message=message) for i in ids]
     return RunResult(status=RunStatus.COMPLETED, passed=False, counts={verdict: len(tests)}, tests=tests)
 
 
 def parse_results(exchange: Exchange, requests: list[RunRequest]) -> Optional[list[RunResult]]:
-    """The runner's answer if it exited cleanly and its answer is well formed and matches the requests (count
-    and test ids), else None: anything else means the answer cannot be trusted."""
-    if exchange.runner_exit != 0:
-        return None
+    """The runner's answer if the guard vouched for it and it is trustworthy (see wire.decode_answer), else
+    None: anything else means the answer cannot be trusted."""
     try:
-        payload = json.loads(exchange.runner_stdout)
-    except ValueError:
+        return decode_answer(requests, exchange.runner_exit, exchange.runner_stdout)
+    except UnusableAnswer:
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-        return None
-    if len(payload["results"]) != len(requests):
-        return None
-    try:
-        results = [RunResult.model_validate(item) for item in payload["results"]]
-    except ValidationError:
-        return None
-    for request, result in zip(requests, results):
-        if request.tests is not None and result.status == RunStatus.COMPLETED:
-            if [t.id for t in result.tests] != [t.id for t in request.tests]:
-                return None
-    return results
 
 
 class DockerBackend(Backend):
@@ -156,9 +130,8 @@ class DockerBackend(Backend):
         need_mb = max(r.limits.memory_mb for r in requests) * workers + _RUNNER_OVERHEAD_MB
         if need_mb > container.memory_mb:
             await asyncio.to_thread(self.pool.set_memory, container, need_mb)
-        job = json.dumps({"runs": [r.model_dump(mode="json") for r in requests], "workers": workers}).encode()
         deadline = deadline_s(requests, workers, self.settings.deadline_slack_s)
-        exchange = await self.pool.exchange(container, job, deadline)
+        exchange = await self.pool.exchange(container, encode_job(requests, workers), deadline)
         results = parse_results(exchange, requests)
         if results is not None:
             return results

@@ -3,75 +3,38 @@
 Each container's main process is the guard (container_guard.py), which has already started the runner; both
 wait for a job on stdin, and the pool holds a socket attached to the container's stdin, stdout and stderr.
 Serving a job is then only: write a line with a nonce, a MAC key and the job's length, then the job, and read the
-demultiplexed stream until the guard's answer (a header with the nonce, then the runner's output) is complete.
-A container serves one job and is destroyed; the pool starts its replacement in the background. Containers are
-labelled so orphans can be reaped.
+demultiplexed stream until the guard's answer is complete (guard_protocol.py). A container serves one job and is
+destroyed; the pool starts its replacement in the background.
 
 Orphans: the pool attaches to a container before starting it, so there is no moment when a container runs with
-nobody attached. If the owning process dies, its attach sockets close, the guards read end-of-input and exit, and
-the next reaper pass (this or another instance's) removes the stopped containers; one created but never started
-is removed after a grace period. Each container also carries its owner process's identity (boot id, pid
-namespace, pid, start time): a reaper that shares that pid namespace removes at once every container, running or
-not, whose owner process is gone. Reaping runs at start-up and every ``reap_interval_s``.
+nobody attached, and labels each with its owner (reaper.py), which finds and removes orphans at start-up and
+every ``reap_interval_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
-import secrets
 import socket
-import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Optional
 
 import docker
 import docker.errors
+from docker.types import LogConfig
 
+from sandbox.backends.container_guard import PROTOCOL
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, job_message
+from sandbox.backends.reaper import orphans, owner_labels, process_identity
 from sandbox.logs import event
 
 log = logging.getLogger("sandbox.docker")
 
-ROLE_LABEL = "iterpref.sandbox"
-OWNER_LABEL = "iterpref.sandbox.owner"
-RUNNER_ROLE = "runner"
 DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
-HEADER = b"IPSB1"  # must match sandbox/backends/container_guard.py
-READY = HEADER + b" ready\n"  # the guard's line once its runner waits for the job
-OWNER_PROCESS_LABEL = "iterpref.sandbox.owner.process"  # "<boot id>|<pid namespace>|<pid>|<start ticks>"
-ORPHAN_GRACE_S = 60.0  # another instance's stopped or 'created' container is left alone this long
-PROTOCOL_LABEL = "iterpref.sandbox.protocol"
-PROTOCOL = "4"  # the guard's stdin/stdout framing; images/Dockerfile.runner sets the same label
-
-
-def process_identity(pid: int) -> Optional[str]:
-    """Who process ``pid`` is, unambiguously on this kernel (pids are reused; pid and start time together are
-    not), or None if it is gone or /proc cannot tell."""
-    try:
-        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
-        namespace = os.readlink(f"/proc/{pid}/ns/pid")
-        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if stat[0] == "Z":  # a zombie has finished: as good as gone
-        return None
-    return f"{boot}|{namespace}|{pid}|{stat[19]}"  # field 22 of stat: start time in clock ticks since boot
-
-
-def owner_alive(identity: str) -> Optional[bool]:
-    """Whether the process named by ``identity`` still runs: None when this process cannot tell (another host,
-    another boot, another pid namespace, or a malformed label)."""
-    parts = identity.split("|")
-    mine = process_identity(os.getpid())
-    if len(parts) != 4 or mine is None or not parts[2].isdigit() or mine.split("|")[:2] != parts[:2]:
-        return None
-    return process_identity(int(parts[2])) == identity
+PROTOCOL_LABEL = "iterpref.sandbox.protocol"  # the image's label naming the guard protocol it speaks
 
 
 @dataclass(frozen=True)
@@ -102,7 +65,7 @@ class ContainerSpec:
             memswap_limit=f"{self.memory_mb}m",  # equal: no swap, so going over is an OOM kill
             nano_cpus=int(self.cpus * 1e9),
             init=True,
-            log_config={"type": "none"},
+            log_config=LogConfig(type=LogConfig.types.NONE),
             ipc_mode="private",
         )
         return dict(
@@ -125,7 +88,6 @@ class WarmContainer:
     memory_mb: int
     sock: socket.socket
     _io: object = field(repr=False)  # the SDK's socket wrapper; kept so the socket stays open
-    created_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # for looking up the engine's events about it
 
     def close_socket(self) -> None:
@@ -135,126 +97,6 @@ class WarmContainer:
                     closer()
             except OSError:
                 pass
-
-
-@dataclass
-class Exchange:
-    """What came back from one job: the runner's exit status and stdout as vouched for by the guard, or how
-    the exchange failed (no guard header: the guard was killed, the container died, or the deadline hit)."""
-
-    runner_exit: Optional[int] = None
-    runner_stdout: bytes = b""
-    timed_out: bool = False
-    stderr_tail: str = ""
-    foreign_bytes: int = 0  # stdout bytes before the guard's header: written by something else in the container
-    forged: bool = False  # a header with our nonce came with an answer whose MAC was wrong
-    connection_failed: bool = False  # the engine dropped our attach connection: nothing the program did
-
-    @property
-    def answered(self) -> bool:
-        return self.runner_exit is not None
-
-
-class FrameReader:
-    """Demultiplexes Docker's non-tty attach stream (8-byte header: stream id, size; then the payload) and finds
-    the guard's answer: ``IPSB1 <nonce> <ok|exit status> <length> <mac>\n``, then ``length`` bytes of the runner's
-    stdout, accepted only if ``mac`` is HMAC-SHA256 under our key of ``<status> <body>``."""
-
-    _FRAME = struct.Struct(">BxxxL")
-    _KEEP_SCANNING = 256  # bytes kept while looking for the header; more than a header line
-
-    def __init__(self, nonce: bytes, key: bytes) -> None:
-        self._marker = HEADER + b" " + nonce + b" "
-        self._key = key
-        self._mac = b""
-        self._status = b""
-        self.forged = False  # a header with our nonce whose MAC did not check out
-        self._buffer = bytearray()
-        self.stdout = bytearray()
-        self.stderr = bytearray()
-        self.foreign_bytes = 0
-        self._body_start: Optional[int] = None
-        self.runner_exit: Optional[int] = None
-        self._length = 0
-
-    def feed(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        while len(self._buffer) >= 8:
-            stream, size = self._FRAME.unpack_from(self._buffer)
-            if len(self._buffer) < 8 + size:
-                return
-            data = bytes(self._buffer[8 : 8 + size])
-            del self._buffer[: 8 + size]
-            if stream == 2:
-                self.stderr += data
-                del self.stderr[: max(0, len(self.stderr) - 4096)]  # only the tail is ever reported
-            else:
-                self._stdout(data)
-
-    def _stdout(self, data: bytes) -> None:
-        self.stdout += data
-        if self._body_start is not None:
-            return
-        at = self.stdout.find(self._marker)
-        newline = self.stdout.find(b"\n", at) if at >= 0 else -1
-        if at < 0 or newline < 0:
-            # Keep memory bounded whatever a candidate floods the stream with.
-            drop = max(0, len(self.stdout) - self._KEEP_SCANNING)
-            self.foreign_bytes += drop
-            del self.stdout[:drop]
-            return
-        try:
-            status_text, length_text, self._mac = self.stdout[at + len(self._marker) : newline].split()
-            self.runner_exit = 0 if status_text == b"ok" else int(status_text)
-            self._length, self._status = int(length_text), bytes(status_text)
-        except ValueError:
-            return
-        self.foreign_bytes += at
-        del self.stdout[: newline + 1]
-        self._body_start = 0
-
-    def done(self) -> bool:
-        return self._body_start is not None and len(self.stdout) >= self._length
-
-    def answer(self) -> tuple[Optional[int], bytes]:
-        """(runner exit status, runner stdout) once complete and authentic; (None, b"") otherwise."""
-        if not self.done():
-            return None, b""
-        body = bytes(self.stdout[: self._length])
-        expected = hmac.new(self._key, self._status + b" " + body, hashlib.sha256).hexdigest().encode()
-        if not hmac.compare_digest(expected, bytes(self._mac)):
-            self.forged = True
-            return None, b""
-        return self.runner_exit, body
-
-
-def _await_ready(sock: socket.socket, timeout_s: float) -> None:
-    """Block until the guard's ready line arrives on a freshly started container's stream (its runner has
-    started and waits for the job); raises RuntimeError with the container's stderr if it exits or stalls."""
-    frame = struct.Struct(">BxxxL")
-    buffer, stdout, stderr = bytearray(), bytearray(), bytearray()
-    deadline = time.monotonic() + timeout_s
-    while READY not in stdout:
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            sock.settimeout(left)
-            chunk, why = sock.recv(1 << 16), "exited"
-        except TimeoutError:
-            chunk, why = b"", f"was not ready within {timeout_s:g} s"
-        if not chunk:
-            tail = stderr.decode("utf-8", "replace")[-300:].strip()
-            raise RuntimeError(f"runner container {why} before its runner started" + (f": {tail}" if tail else ""))
-        buffer += chunk
-        while len(buffer) >= 8:
-            stream, size = frame.unpack_from(buffer)
-            if len(buffer) < 8 + size:
-                break
-            (stderr if stream == 2 else stdout).extend(buffer[8 : 8 + size])
-            del buffer[: 8 + size]
-    if buffer or stdout.index(READY) + len(READY) != len(stdout):
-        raise RuntimeError("runner container wrote more than its ready line before the job")
 
 
 class ContainerPool:
@@ -300,7 +142,6 @@ class ContainerPool:
         self._closing = False
         self.last_error: Optional[str] = None
         self.docker_reachable = False
-        self.started_total = 0
 
     # ----- lifecycle -------------------------------------------------------------------------------------------
 
@@ -428,11 +269,11 @@ class ContainerPool:
         """Send ``job`` to the runner (through the guard) and read its answer; past ``deadline_s`` the container
         is killed."""
         loop = asyncio.get_running_loop()
-        nonce, key = secrets.token_hex(16).encode(), secrets.token_hex(32).encode()
+        nonce, key, message = job_message(job)
         reader = FrameReader(nonce, key)
 
         async def talk() -> None:
-            await loop.sock_sendall(container.sock, b"%s %s %d\n%s" % (nonce, key, len(job), job))
+            await loop.sock_sendall(container.sock, message)
             container.sock.shutdown(socket.SHUT_WR)  # nothing more will come; the guard does not wait for it
             while not reader.done():
                 chunk = await loop.sock_recv(container.sock, 1 << 18)
@@ -460,7 +301,8 @@ class ContainerPool:
         program inside cannot do), or None. Only this pool's deadline kill does that otherwise, and that case
         is known before this is asked."""
         try:
-            events = self.client.api.events(
+            # The engine takes fractional seconds as text; the SDK's stubs know only int and datetime.
+            events = self.client.api.events(  # type: ignore[call-overload]
                 since=int(container.started_wall) - 1, until=f"{time.time() + 0.5:.3f}", decode=True,
                 filters={"type": "container", "container": container.id, "event": ["kill", "stop", "destroy"]},
             )
@@ -483,7 +325,7 @@ class ContainerPool:
         except docker.errors.APIError:
             pass  # already gone
 
-    def final_state(self, container_id: str, wait_s: float = 5.0) -> dict:
+    def final_state(self, container_id: str, wait_s: int = 5) -> dict:
         """The container's State after it stopped (OOMKilled, ExitCode); {} if it is gone."""
         try:
             self.client.api.wait(container_id, timeout=wait_s)
@@ -521,7 +363,6 @@ class ContainerPool:
                         self._destroy_soon(outcome)
                     else:
                         self._idle.put_nowait(outcome)
-                        self.started_total += 1
                     failures = 0
                 elif isinstance(outcome, BaseException):
                     failures += 1
@@ -537,7 +378,7 @@ class ContainerPool:
 
     def _start_one(self) -> WarmContainer:
         api = self.client.api
-        labels = {ROLE_LABEL: RUNNER_ROLE, OWNER_LABEL: self.owner, OWNER_PROCESS_LABEL: self.identity}
+        labels = owner_labels(self.owner, self.identity)
         created = api.create_container(**self.spec.create_kwargs(api, labels))
         container_id = created["Id"]
         self._known.add(container_id)
@@ -547,7 +388,7 @@ class ContainerPool:
             io = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             sock = getattr(io, "_sock", io)
             api.start(container_id)
-            _await_ready(sock, self._ready_timeout_s)
+            await_ready(sock, self._ready_timeout_s)
             sock.setblocking(False)
         except BaseException:
             self._remove(container_id)
@@ -571,36 +412,11 @@ class ContainerPool:
                 self.last_error = str(exc)
 
     def reap(self, everything_of_ours: bool) -> int:
-        """Remove orphaned runner containers: any whose owner process is known to be gone (same pid namespace),
-        stopped ones (another live instance's only after a grace period, since it may still be reading why one
-        stopped), running ones of ours we do not track (all of ours when closing), and ones stuck in 'created'
-        for over a minute. A container of another instance this process cannot check stays until its guard
-        exits (see the module's docstring). Returns how many."""
-        removed = 0
-        for info in self.client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"}):
-            ours = info["Labels"].get(OWNER_LABEL) == self.owner
-            if not ours and owner_alive(info["Labels"].get(OWNER_PROCESS_LABEL, "")) is False:
-                self._remove(info["Id"])
-                removed += 1
-                continue
-            if ours and info["Id"] in self._busy and not everything_of_ours:
-                continue  # its job's outcome is still being read
-            state = info.get("State", "")
-            stale_created = state == "created" and time.time() - info.get("Created", 0) > ORPHAN_GRACE_S
-            stopped = state in ("exited", "dead") and (ours or self._stopped_for(info["Id"]) > ORPHAN_GRACE_S)
-            leaked = ours and (everything_of_ours or info["Id"] not in self._known)
-            if stopped or stale_created or leaked:
-                self._remove(info["Id"])
-                removed += 1
-        if removed:
-            event(log, "reaped", containers=removed)
-        return removed
-
-    def _stopped_for(self, container_id: str) -> float:
-        """Seconds since the container stopped (0 if unknown or gone)."""
-        try:
-            finished = self.client.api.inspect_container(container_id)["State"]["FinishedAt"]
-            stamp = datetime.fromisoformat(finished[:26].rstrip("Z") + "+00:00")  # Docker gives nanoseconds
-        except (docker.errors.APIError, KeyError, ValueError):
-            return 0.0
-        return (datetime.now(timezone.utc) - stamp).total_seconds()
+        """Remove orphaned runner containers (see reaper.orphans; with ``everything_of_ours``, every container
+        of this pool too). Returns how many."""
+        found = orphans(self.client.api, self.owner, self._known, self._busy, everything_of_ours)
+        for container_id in found:
+            self._remove(container_id)
+        if found:
+            event(log, "reaped", containers=len(found))
+        return len(found)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import py_compile
@@ -20,9 +19,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from sandbox.backends.base import Backend
+from sandbox.backends.wire import UnusableAnswer, deadline_s, decode_answer, encode_job
 from sandbox.models import RunRequest, RunResult
 
 log = logging.getLogger(__name__)
@@ -100,32 +98,25 @@ def runner_command(isolate: bool = True, python: str = sys.executable) -> list[s
     return [*prefix, python, "-I", runner_script(python), *confine]
 
 
+# The runner's deadline here only guards against a runner that hangs (the runner enforces every limit itself and
+# a miss is a retryable infra_error, not a verdict), so it is generous: each test may take its kill and drain too.
+_DEADLINE_SLACK_S = 30.0
+_PER_TEST_SLACK_S = 2.5
+
+
 def batch_deadline(requests: list[RunRequest], workers: int) -> float:
     """Host-side seconds for a whole batch: every test at its limit, plus slack for kills and start-up."""
-    total = 0.0
-    for request in requests:
-        tests = len(request.tests) if request.tests is not None else 50
-        total += (tests + 1) * (request.limits.time_s + 2.5)
-    return total / max(workers, 1) + 30.0
+    return deadline_s(requests, workers, _DEADLINE_SLACK_S, _PER_TEST_SLACK_S)
 
 
-def encode(requests: list[RunRequest], workers: int) -> bytes:
-    return json.dumps({"runs": [r.model_dump(mode="json") for r in requests], "workers": workers}).encode()
-
-
-def decode(requests: list[RunRequest], returncode: int, stdout: bytes, stderr: bytes) -> list[RunResult]:
+def decode(requests: list[RunRequest], returncode: int | None, stdout: bytes, stderr: bytes) -> list[RunResult]:
     """The runner's answer, or one retryable infra_error per request when there is no trustworthy answer."""
-    reason = None
+    try:
+        return decode_answer(requests, returncode, stdout)
+    except UnusableAnswer as exc:
+        reason = str(exc)
     if returncode != 0:
-        reason = f"runner exited with status {returncode}: {stderr.decode(errors='replace')[-500:].strip()}"
-    else:
-        try:
-            results = [RunResult.model_validate(r) for r in json.loads(stdout)["results"]]
-            if len(results) == len(requests):
-                return results
-            reason = f"runner returned {len(results)} results for {len(requests)} requests"
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            reason = f"runner output unreadable: {exc}"[:500]
+        reason += f": {stderr.decode(errors='replace')[-500:].strip()}"
     return [RunResult.infra_error(reason, retryable=True) for _ in requests]
 
 
@@ -150,7 +141,7 @@ def run_sync(requests: list[RunRequest], workers: int, isolate: bool = True) -> 
         env=_environment(), preexec_fn=_limit_runner, start_new_session=True,
     )
     try:
-        stdout, stderr = process.communicate(encode(requests, workers), timeout=batch_deadline(requests, workers))
+        stdout, stderr = process.communicate(encode_job(requests, workers), timeout=batch_deadline(requests, workers))
     except subprocess.TimeoutExpired:
         _kill_group(process.pid)
         process.communicate()
@@ -199,7 +190,7 @@ class ProcessBackend(Backend):
             return [RunResult.infra_error(f"cannot start the runner: {exc}", retryable=True) for _ in requests]
         try:
             stdout, stderr = await asyncio.wait_for(
-                process.communicate(encode(requests, self.workers)), timeout=batch_deadline(requests, self.workers)
+                process.communicate(encode_job(requests, self.workers)), timeout=batch_deadline(requests, self.workers)
             )
         except asyncio.TimeoutError:
             _kill_group(process.pid)

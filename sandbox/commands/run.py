@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sandbox.models import RunRequest, RunStatus
+from sandbox.models import Limits, RunRequest, RunStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--tests", type=Path, help="JSON list of tests (assert/call/stdio), or {\"tests\": [...]}")
     source.add_argument("--test-file", type=Path, help="a unittest/pytest-style module that imports `solution`")
-    parser.add_argument("--time-s", type=float, help="wall-clock seconds per test (default 5)")
-    parser.add_argument("--memory-mb", type=int, help="memory per test in MiB (default 512)")
-    parser.add_argument("--output-bytes", type=int, help="stdout+stderr bytes kept per test (default 65536)")
+    defaults = Limits()
+    parser.add_argument("--time-s", type=float, help=f"wall-clock seconds per test (default {defaults.time_s:g})")
+    parser.add_argument("--memory-mb", type=int, help=f"memory per test in MiB (default {defaults.memory_mb})")
+    parser.add_argument("--output-bytes", type=int,
+                        help=f"stdout+stderr bytes kept per test (default {defaults.output_bytes})")
     parser.add_argument("--fail-fast", action="store_true", help="skip the remaining tests after a non-pass")
     parser.add_argument("--no-isolate", action="store_true", help="do not use network/PID namespaces")
     parser.set_defaults(func=run)

@@ -8,14 +8,15 @@ import os
 import sys
 
 from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+from sandbox.models import TOKEN_ENV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="serve POST /v1/runs and /v1/batch over HTTP",
-        description="Run the executor service. Binds 127.0.0.1 unless --host says otherwise; set SANDBOX_TOKEN "
-        "to require `Authorization: Bearer <token>`.",
+        description="Run the executor service. Binds 127.0.0.1 unless --host says otherwise; set "
+        f"{TOKEN_ENV} to require `Authorization: Bearer <token>`.",
     )
     parser.add_argument("--backend", choices=["docker", "process"], default="docker",
                         help="docker: warm pool of hardened containers; process: local subprocess (weaker)")

@@ -14,23 +14,12 @@ import time
 
 import pytest
 
-from sandbox.backends.docker import (
-    DockerBackend,
-    DockerSettings,
-    chunk_sizes,
-    deadline_s,
-    parse_results,
-    whole_run_result,
-)
-from sandbox.backends.docker_pool import (
-    OWNER_LABEL,
-    ROLE_LABEL,
-    RUNNER_ROLE,
-    ContainerSpec,
-    Exchange,
-    FrameReader,
-    _await_ready,
-)
+from sandbox.backends import reaper
+from sandbox.backends.docker import DockerBackend, DockerSettings, chunk_sizes, parse_results, whole_run_result
+from sandbox.backends.docker_pool import ContainerSpec
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready
+from sandbox.backends.reaper import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE
+from sandbox.backends.wire import deadline_s
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
 
 
@@ -95,7 +84,7 @@ def test_a_new_container_counts_as_warm_only_after_the_guards_ready_line():
     with ours, theirs, ThreadPoolExecutor(1) as pool:
         theirs.sendall(frame(2, b"starting\n"))
         ready_line = frame(1, b"IPSB1 ready\n")
-        waiter = pool.submit(_await_ready, ours, 10)
+        waiter = pool.submit(await_ready, ours, 10)
         time.sleep(0.05)
         assert not waiter.done()  # stderr alone is not readiness
         theirs.sendall(ready_line[:5])
@@ -117,7 +106,7 @@ def test_a_container_that_does_not_announce_its_runner_is_not_used(stream, error
         if stream:
             theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(RuntimeError, match=error):
-            _await_ready(ours, 0.3)
+            await_ready(ours, 0.3)
 
 
 def test_chunking_uses_few_containers_for_small_batches():
@@ -167,7 +156,7 @@ def test_owner_liveness_is_known_only_inside_our_pid_namespace():
     import subprocess
     import sys
 
-    from sandbox.backends.docker_pool import owner_alive, process_identity
+    from sandbox.backends.reaper import owner_alive, process_identity
 
     mine = process_identity(os.getpid())
     assert mine and owner_alive(mine) is True
@@ -489,7 +478,7 @@ def test_orphans_are_reaped_but_other_live_instances_are_not(backend, docker_cli
         assert mine_stopped.id not in left and leaked.id not in left  # ours and untracked: gone at once
         assert other_running.id in left  # a live instance's container is never touched
         assert other_stopped.id in left  # another instance's stopped one: within its grace period
-        monkeypatch.setattr(pool, "_stopped_for", lambda container_id: 3600.0)  # an hour later
+        monkeypatch.setattr(reaper, "_stopped_for", lambda api, container_id: 3600.0)  # an hour later
         pool.reap(False)
         left = remaining()
         assert other_stopped.id not in left and other_running.id in left
