@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sandbox.backends.base import Backend
 from sandbox.backends.process import ProcessBackend
 from sandbox.models import RunRequest, RunResult
-from sandbox.server import Admission, ServiceSettings, create_app
+from sandbox.admission import Admission
+from sandbox.server import ServiceSettings, create_app
 
 
 class RecordingBackend(Backend):
