@@ -115,8 +115,14 @@ def test_restarted_docker_executor_reaps_a_started_but_unattached_orphan():
 
     import docker
 
-    from sandbox.backends.docker_pool import (OWNER_LABEL, OWNER_PROCESS_LABEL, ROLE_LABEL, RUNNER_ROLE,
-                                              ContainerSpec, process_identity)
+    from sandbox.backends.docker_pool import (
+        OWNER_LABEL,
+        OWNER_PROCESS_LABEL,
+        ROLE_LABEL,
+        RUNNER_ROLE,
+        ContainerSpec,
+        process_identity,
+    )
 
     api = docker.from_env().api
     # The executor that made it: a process of this host, SIGKILLed since (its identity label outlives it).

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
 from iterpref.train import train
 from sandbox.launch import free_port
+from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 
