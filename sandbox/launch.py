@@ -81,7 +81,8 @@ class Service:
     that its lifespan removes what it started (runner containers, the process backend's zygote), then SIGKILL
     if it does not exit in time."""
 
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log_path: Path, log: IO[bytes], own_log: bool) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log_path: Path, log: IO[bytes],
+                 own_log: bool) -> None:
         self.url = url
         self.process = process
         self.log_path = log_path
