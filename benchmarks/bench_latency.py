@@ -27,8 +27,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_service_humaneval import engine_cpu_s, pool_full, process_cpu_s, start_server  # noqa: E402  (same folder)
+from bench_service_humaneval import engine_cpu_s, pool_full, process_cpu_s, wait_pool_full  # noqa: E402  (same folder)
 from sandbox.backends.docker_pool import ContainerPool, ContainerSpec  # noqa: E402
+from sandbox.launch import start_service  # noqa: E402
 from sandbox.models import RunRequest  # noqa: E402
 
 TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
@@ -85,15 +86,10 @@ def main() -> int:
     parser.add_argument("--back-to-back", action="store_true", help="also measure unpaced arrivals")
     args = parser.parse_args()
 
-    server, url = start_server(args.pool_size)
-    try:
+    with start_service("docker", pool_size=args.pool_size) as server:
+        url = server.url
         with httpx.Client(base_url=url, timeout=5) as http:
-            deadline = time.monotonic() + 60
-            while not pool_full(http, args.pool_size):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print("bench_latency: the server did not become ready", file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
+            wait_pool_full(http, args.pool_size, server, timeout=60)
         warm_latencies(url, 10, args.pool_size, paced=True)  # warm up HTTP and code paths
         runner_ms: list[float] = []
         cpu_before = engine_cpu_s() + process_cpu_s(server.pid)
@@ -103,9 +99,6 @@ def main() -> int:
                 time.sleep(0.01)
         cpu_per_run_ms = (engine_cpu_s() + process_cpu_s(server.pid) - cpu_before) / args.runs * 1000
         unpaced = warm_latencies(url, args.runs, args.pool_size, paced=False) if args.back_to_back else None
-    finally:
-        server.terminate()
-        server.wait(30)
     cold = asyncio.run(cold_latencies(args.cold_runs))
 
     p50, p99 = percentile(warm, 50), percentile(warm, 99)

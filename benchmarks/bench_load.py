@@ -3,7 +3,7 @@
     python benchmarks/bench_load.py [--backend auto|docker|process] [--runs 2000] [--clients 32] [--batch 16]
 
 Load: ``sandbox serve`` on loopback, ``--clients`` concurrent AsyncClients sending batches of ``--batch`` programs
-(mostly ordinary, some hostile, every verdict known; see tests/conformance/load.py), against a queue small enough
+(mostly ordinary, some hostile, every verdict known; see benchmarks/load.py), against a queue small enough
 that 429 backpressure happens and is retried. Baseline, measured in the same run: the same programs as one batch
 through the process backend in this process (no HTTP, no queue, same 2 workers). Prints p50/p99 request latency,
 lost and mismatched results, and ``ratio = service runs/s / direct runs/s``.
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm  # noqa: E402
 
+from benchmarks.load import check, drive, program  # noqa: E402
+from sandbox.launch import docker_problem, start_service  # noqa: E402
 from sandbox.local import LocalExecutor  # noqa: E402
-from tests.conformance.conftest import docker_problem  # noqa: E402
-from tests.conformance.load import Executor, check, drive, program  # noqa: E402
 
 
 def direct(runs: int, workers: int) -> tuple[float, int]:
@@ -48,18 +48,15 @@ def main() -> int:
     if min(args.runs, args.clients, args.batch, args.queue, args.workers, args.pool_size) < 1:
         parser.error("--runs, --clients, --batch, --queue, --workers and --pool-size must be at least 1")
     backend = args.backend
-    if backend == "auto":
-        backend = "process" if docker_problem() else "docker"
-    elif backend == "docker" and docker_problem():
-        parser.error(docker_problem())
+    if backend != "process":
+        problem = docker_problem()
+        if problem and backend == "docker":
+            parser.error(problem)
+        backend = "process" if problem else "docker"
 
-    executor = Executor(backend, queue=args.queue, pool_size=args.pool_size, workers=args.workers)
-    executor.start()
-    try:
+    with start_service(backend, queue=args.queue, pool_size=args.pool_size, workers=args.workers) as service:
         with tqdm(total=args.runs, desc=f"load ({backend})", unit="run") as bar:
-            report = asyncio.run(drive(executor, args.runs, args.clients, args.batch, progress=bar.update))
-    finally:
-        executor.stop()
+            report = asyncio.run(drive(service, args.runs, args.clients, args.batch, progress=bar.update))
     print(f"service [{backend}]: {report.summary()}")
     base_s, base_wrong = direct(args.runs, args.workers)
     print(f"baseline [process backend, one direct batch, {args.workers} workers]: {args.runs} runs in {base_s:.1f} s "

@@ -16,8 +16,6 @@ import gzip
 import inspect
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import types
@@ -30,6 +28,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sandbox.launch import Service, start_service  # noqa: E402
 from sandbox.models import BatchRequest, RunRequest  # noqa: E402
 
 
@@ -110,19 +109,6 @@ def service_requests(problems: list[dict]) -> dict:
     return BatchRequest(runs=runs).model_dump(mode="json")
 
 
-def start_server(pool_size: int, *extra: str) -> tuple[subprocess.Popen, str]:
-    """`sandbox serve --backend docker` on a free loopback port (``extra``: more serve options); (process, URL)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--pool-size", str(pool_size),
-         *extra, "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    return server, f"http://127.0.0.1:{port}"
-
-
 def pool_full(http: httpx.Client, size: int) -> bool:
     """Every container of the pool idle, none being started or removed."""
     try:
@@ -132,11 +118,12 @@ def pool_full(http: httpx.Client, size: int) -> bool:
     return reason == f"{size} idle, 0 busy, 0 starting, 0 removing"
 
 
-def wait_pool_full(http: httpx.Client, size: int, server: subprocess.Popen, timeout: float = 90) -> None:
+def wait_pool_full(http: httpx.Client, size: int, service: Service, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not pool_full(http, size):
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("bench_service_humaneval: the server did not become ready")
+        if service.process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{Path(sys.argv[0]).name}: the pool did not fill; the server's log ends:\n"
+                             f"{service.log_tail()}")
         time.sleep(0.05)
 
 
@@ -144,10 +131,9 @@ def run_service(problems: list[dict], parallel: int, repeats: int) -> tuple[list
     """Wall seconds per batch, problems passed, and CPU seconds per batch (containers, engine, service, client)
     measured until the pool has replaced the containers the batch used."""
     body = service_requests(problems)
-    server, url = start_server(parallel, "--cpus", "1", "--workers", "1")
     times, passed, cpus = [], 0, []
-    try:
-        with httpx.Client(base_url=url, timeout=600) as http:
+    with start_service("docker", pool_size=parallel, cpus=1, workers=1) as server:
+        with httpx.Client(base_url=server.url, timeout=600) as http:
             for _ in tqdm(range(repeats), desc="service batches", leave=False):
                 wait_pool_full(http, parallel, server)
                 cpu_before = engine_cpu_s() + process_cpu_s(server.pid) + sum(os.times()[:2])
@@ -157,9 +143,6 @@ def run_service(problems: list[dict], parallel: int, repeats: int) -> tuple[list
                 passed = sum(r["passed"] for r in results)
                 wait_pool_full(http, parallel, server)  # the replacement containers are part of the cost
                 cpus.append(engine_cpu_s() + process_cpu_s(server.pid) + sum(os.times()[:2]) - cpu_before)
-    finally:
-        server.terminate()
-        server.wait(30)
     return times, passed, cpus
 
 

@@ -112,10 +112,8 @@ def worker_trl(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) 
 
 
 def worker_ours(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) -> dict:
-    import torch
-
-    from iterpref.train import TrainConfig
     import iterpref.train.trainer as trainer_module
+    from iterpref.train import TrainConfig
 
     # Time the Trainer's steps with the same callback TRL gets; the config carries everything else.
     timer = StepTimer()
@@ -214,7 +212,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", name, "--workdir", str(workdir), "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-            line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+            line = [text for text in proc.stdout.splitlines() if text.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
                 sys.exit(f"{name} worker failed:\n{proc.stderr[-4000:]}")
             results[name] = json.loads(line[-1][len("RESULT "):])
@@ -222,7 +220,10 @@ def main() -> None:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    median = lambda xs: sorted(xs)[len(xs) // 2]
+
+    def median(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2]
+
     # The first steps include allocator and kernel warm-up; compare the steady state.
     t_trl, t_ours = (median(results[n]["times"][2:]) for n in ("trl", "ours"))
     m_trl, m_ours = results["trl"]["peak_mib"], results["ours"]["peak_mib"]

@@ -17,21 +17,6 @@ RUNNER_MARK = "sandbox/runner.py"
 CONFINED_UID_FLOOR = 1_000_000  # confined runners pick their uid above this (sandbox/runner.py)
 
 
-def docker_problem() -> str | None:
-    """Why the docker backend cannot run here, or None."""
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-        from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
-
-        client.images.get(DEFAULT_RUNNER_IMAGE)
-    except Exception as exc:  # no engine, no image: the SDK raises several types
-        return f"docker backend unavailable: {type(exc).__name__}: {exc}"[:300]
-    return None
-
-
 def descendants(root: int | None = None) -> set[int]:
     """Live (non-zombie) processes below ``root`` (default: this test process). Other helpers' runners on the
     same host are not ours to count."""
@@ -152,9 +137,6 @@ def stale_image() -> str | None:
 
 
 def _docker_service():
-    problem = docker_problem()
-    if problem:
-        pytest.skip(problem)
     stale = stale_image()
     if stale:
         pytest.fail(stale)
@@ -168,6 +150,8 @@ BACKENDS = {"process": _process_service, "docker": _docker_service}
 
 @pytest.fixture(scope="module", params=[pytest.param("process"), pytest.param("docker", marks=pytest.mark.docker)])
 def service(request):
+    if request.param == "docker":
+        request.getfixturevalue("needs_docker")  # skips here when there is no engine or runner image
     backend = BACKENDS[request.param]()
     with TestClient(create_app(backend, ServiceSettings(token=None))) as client:
         service = Service(request.param, client, backend)

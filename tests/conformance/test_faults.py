@@ -12,16 +12,18 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from benchmarks.load import drive
 from sandbox.backends.process import ProcessBackend
+from sandbox.launch import start_service
 from sandbox.models import RunRequest
 from sandbox.server import ServiceSettings, create_app
-from tests.conformance.conftest import docker_problem, runner_processes, still_alive
-from tests.conformance.load import Executor, drive
+from tests.conformance.conftest import runner_processes, still_alive
 from tests.sandbox.test_docker_backend import kill_busy_soon
 
 SLOW = {"code": "import time\ndef answer():\n    time.sleep(8)\n    return 42\n",
         "tests": [{"kind": "call", "entry_point": "answer", "expected": 42}], "limits": {"time_s": 10}}
-needs_docker = pytest.mark.skipif(bool(docker_problem()), reason=str(docker_problem()))
+# Asked at setup, once per session (tests/conftest.py): importing this module does not contact Docker.
+needs_docker = pytest.mark.usefixtures("needs_docker")
 
 
 def _docker_service(**settings):
@@ -81,21 +83,19 @@ def test_docker_unreachable_fails_readyz_and_runs_answer_503():
 @pytest.mark.timeout(240)
 def test_executor_killed_mid_load_leaves_no_orphans_after_restart():
     # The process backend: its runners get end-of-input and a broken stdout when the executor dies.
-    first = Executor("process", queue=64)
-    first.start()
+    first = start_service("process", queue=64, workers=2)
     load = threading.Thread(target=lambda: _swallow(asyncio.run, drive(first, runs=400, clients=16, batch=8)))
     load.start()
     deadline = time.monotonic() + 30
     orphans = set()
     while not orphans and time.monotonic() < deadline:
         time.sleep(0.5)
-        orphans = runner_processes(first.process.pid)
+        orphans = runner_processes(first.pid)
     assert orphans, "the load should have runners in flight when the executor is killed"
     first.process.send_signal(signal.SIGKILL)  # no lifespan shutdown: whatever it started is orphaned
-    first.process.wait()
+    first.stop()  # reaps it and closes its log
     load.join()
-    second = Executor("process", queue=64)
-    second.start()
+    second = start_service("process", queue=64, workers=2)
     try:
         assert still_alive(orphans, wait_s=60) == set()
         after = asyncio.run(drive(second, runs=40, clients=4, batch=8))
@@ -113,8 +113,8 @@ def test_restarted_docker_executor_reaps_a_started_but_unattached_orphan():
 
     import docker
 
-    from sandbox.backends.docker_pool import (OWNER_LABEL, OWNER_PROCESS_LABEL, ROLE_LABEL, RUNNER_ROLE,
-                                              ContainerSpec, process_identity)
+    from sandbox.backends.docker_pool import ContainerSpec
+    from sandbox.backends.reaper import OWNER_LABEL, OWNER_PROCESS_LABEL, ROLE_LABEL, RUNNER_ROLE, process_identity
 
     api = docker.from_env().api
     # The executor that made it: a process of this host, SIGKILLed since (its identity label outlives it).

@@ -7,22 +7,19 @@ import asyncio
 
 import pytest
 
-from tests.conformance.conftest import docker_problem, runner_processes, still_alive
-from tests.conformance.load import Executor, drive
+from benchmarks.load import drive
+from sandbox.launch import start_service
+from tests.conformance.conftest import runner_processes, still_alive
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_2000_runs_from_32_clients_lose_nothing():
-    backend = "process" if docker_problem() else "docker"
+def test_2000_runs_from_32_clients_lose_nothing(docker_unusable):
+    backend = "process" if docker_unusable else "docker"
     # Batches of 16 over 2 warm containers: each container serves 8 programs (the docker backend's chunk size).
-    executor = Executor(backend, queue=64, pool_size=2)
-    executor.start()
-    try:
-        report = asyncio.run(drive(executor, runs=2000, clients=32, batch=16))
-        runners = runner_processes(executor.process.pid)
-    finally:
-        executor.stop()
+    with start_service(backend, queue=64, pool_size=2, workers=2) as service:
+        report = asyncio.run(drive(service, runs=2000, clients=32, batch=16))
+        runners = runner_processes(service.pid)
     print(f"\n[{backend}] {report.summary()}")
     assert report.lost == []
     assert report.mismatched == []

@@ -265,13 +265,10 @@ def test_infra_errors_are_retried_or_left_for_the_next_run(tmp_path, executor):
 
 @pytest.mark.timeout(120)
 def test_refine_through_the_http_service(tmp_path, capsys):
-    import socket
-
     from sandbox.client import Client
+    from sandbox.launch import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "process", "--port", str(port),
                "--log-level", "warning"]

@@ -1,22 +1,16 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
 from iterpref.train import train
+from sandbox.launch import free_port
+from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

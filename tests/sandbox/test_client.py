@@ -1,47 +1,26 @@
-"""sandbox.client: against a real server (process backend, uvicorn on a free port) and, for the retry policy,
-against scripted HTTP answers."""
+"""sandbox.client: against a real server (`sandbox serve --backend process` on a free port) and, for the retry
+policy, against scripted HTTP answers."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
-from sandbox.backends.process import ProcessBackend
 from sandbox.client import AsyncClient, Client, RetryPolicy
 from sandbox.errors import ExecutorBusy, ExecutorRejected, ExecutorUnreachable
+from sandbox.launch import free_port, start_service
 from sandbox.models import RunRequest, RunResult, RunStatus
-from sandbox.server import ServiceSettings, create_app
 
 FAST = RetryPolicy(connect_attempts=2, busy_wait_s=1.0, infra_attempts=3, backoff_s=0.01, max_backoff_s=0.02)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url():
-    port = free_port()
-    config = uvicorn.Config(create_app(ProcessBackend(workers=2), ServiceSettings(token="tok")), host="127.0.0.1",
-                            port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with start_service("process", workers=2, token="tok") as service:
+        yield service.url
 
 
 def request(i: int) -> RunRequest:

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from sandbox.backends.docker_pool import ROLE_LABEL, RUNNER_ROLE
+from sandbox.backends.reaper import ROLE_LABEL, RUNNER_ROLE
 from sandbox.client import Client
+from sandbox.launch import free_port
 from sandbox.models import RunRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_BASE = "iterpref/debian-python:bookworm"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _runner_containers(client) -> set[str]:
@@ -56,7 +50,7 @@ def compose_env():
         pytest.skip(f"no base image: build {OFFLINE_BASE} with images/build-base-image.sh")
     if not (ROOT / "images" / "wheels" / "executor").is_dir():
         pytest.skip("no wheelhouse in images/wheels; run images/build-images.sh once")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BASE_IMAGE": base, "SANDBOX_PORT": str(port), "SANDBOX_TOKEN": "compose-test",
            "SANDBOX_POOL_SIZE": "2"}
     project = f"iterpref-sandbox-test-{os.getpid()}"

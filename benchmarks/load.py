@@ -1,23 +1,21 @@
-"""The load harness shared by test_load.py and benchmarks/bench_load.py: a real executor process on loopback,
-32 concurrent clients sending batches of programs whose verdicts are known, and the bookkeeping that proves
-nothing was lost, duplicated or swapped."""
+"""The load generator behind benchmarks/bench_load.py and tests/conformance/test_load.py (and the kill test in
+test_faults.py): 32 concurrent clients sending batches of programs whose verdicts are known to a ``sandbox serve``
+process (``sandbox.launch.start_service``), and the bookkeeping that proves nothing was lost, duplicated or
+swapped. It lives here, not under tests/, because benchmarks do not import from the test suite.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.client import AsyncClient, RetryPolicy
+from sandbox.launch import Service
 from sandbox.models import RunRequest
 
-ROOT = Path(__file__).resolve().parents[2]
 # Generous for ordinary programs, so CPU contention on a shared host cannot turn a verdict into a timeout; the
 # looping kind gets a short limit of its own, since its verdict is the timeout.
 LIMITS = {"time_s": 5, "memory_mb": 128, "output_bytes": 4096}
@@ -71,70 +69,25 @@ class LoadReport:
                 f"429 answered {self.rejected_429}; executor RSS {self.rss_mb[0]:.0f} -> {self.rss_mb[-1]:.0f} MB")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def rss_mb(service: Service) -> float:
+    """The service process's resident memory in MB (NaN when /proc does not say)."""
+    for line in Path(f"/proc/{service.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-class Executor:
-    """``sandbox serve`` as a child process on a free loopback port."""
+def metric(service: Service, name: str, **labels: str) -> float:
+    """The sum of a Prometheus counter's samples on the service's /metrics whose labels include ``labels``."""
+    import httpx
 
-    def __init__(self, backend: str, queue: int, pool_size: int = 4, workers: int = 2) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", backend, "--port", str(self.port),
-                     "--queue", str(queue), "--pool-size", str(pool_size), "--workers", str(workers),
-                     "--log-level", "warning"]
-        self.process: subprocess.Popen | None = None
-
-    def start(self, wait_s: float = 60.0) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(self.args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
-        import httpx
-
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"executor exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("executor did not become ready")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def metric(self, name: str, **labels: str) -> float:
-        import httpx
-
-        text = httpx.get(self.url + "/metrics", timeout=5).text
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                    total += float(line.rsplit(" ", 1)[1])
-        return total
+    text = httpx.get(service.url + "/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def check(n: int, result, verdict: str) -> str | None:
@@ -149,16 +102,16 @@ def check(n: int, result, verdict: str) -> str | None:
     return None
 
 
-async def drive(executor: Executor, runs: int, clients: int, batch: int, progress=None) -> LoadReport:
+async def drive(service: Service, runs: int, clients: int, batch: int, progress=None) -> LoadReport:
     """``clients`` concurrent clients, each sending its share of ``runs`` programs in batches of ``batch``."""
-    report = LoadReport(runs=runs, rss_mb=[executor.rss_mb()])
+    report = LoadReport(runs=runs, rss_mb=[rss_mb(service)])
     seen: dict[int, int] = {}
     numbers = list(range(runs))
     shares = [numbers[i::clients] for i in range(clients)]
     retry = RetryPolicy(busy_wait_s=600, infra_attempts=1)
 
     async def client(share: list[int]) -> None:
-        async with AsyncClient(executor.url, token="", retry=retry, timeout=300) as http:
+        async with AsyncClient(service.url, token="", retry=retry, timeout=300) as http:
             for start in range(0, len(share), batch):
                 chunk = share[start : start + batch]
                 pairs = [program(n) for n in chunk]
@@ -175,13 +128,13 @@ async def drive(executor: Executor, runs: int, clients: int, batch: int, progres
                 if progress:
                     progress(len(chunk))
                 if report.requests % 20 == 0:
-                    report.rss_mb.append(executor.rss_mb())
+                    report.rss_mb.append(rss_mb(service))
 
     began = time.perf_counter()
     await asyncio.gather(*(client(share) for share in shares))
     report.seconds = time.perf_counter() - began
     report.lost = [n for n in numbers if n not in seen]
     report.mismatched += [f"{n}: answered {count} times" for n, count in seen.items() if count != 1]
-    report.rss_mb.append(executor.rss_mb())
-    report.rejected_429 = int(executor.metric("sandbox_requests_total", code="429"))
+    report.rss_mb.append(rss_mb(service))
+    report.rejected_429 = int(metric(service, "sandbox_requests_total", code="429"))
     return report
