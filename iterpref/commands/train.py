@@ -11,7 +11,7 @@ import argparse
 import os
 from dataclasses import MISSING, fields
 
-from iterpref.masks import MASK_MODES
+from iterpref.train.masks import MASK_MODES
 from iterpref.train.config import LOSS_PRESETS, TrainConfig
 
 CHOICES = {"loss": list(LOSS_PRESETS), "mask": list(MASK_MODES), "layout": ["auto", "chat", "plain"],

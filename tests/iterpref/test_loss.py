@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iterpref.loss import FocalDPOLoss, focal_dpo_loss, masked_sum, token_logps
+from iterpref.train.loss import FocalDPOLoss, focal_dpo_loss, masked_sum, token_logps
 
 
 def test_token_logps_matches_log_softmax():

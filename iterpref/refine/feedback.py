@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iterpref.extract import defines
+from iterpref.refine.extract import defines
 from iterpref.records import Task
 from iterpref.samplers.base import Prompt
 from sandbox.models import RunResult, TestResult, Verdict
