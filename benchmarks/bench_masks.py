@@ -60,7 +60,11 @@ from iterpref.train.data import PairTokenizer, tokenize_pairs  # noqa: E402
 def make_pairs(n: int, seed: int = 0, min_lines: int = 15, max_lines: int = 60) -> list[Pair]:
     """Pairs from min-max line windows of real Python source with 1-3 lines replaced/inserted/deleted;
     about two pairs per prompt, as in refinement data."""
-    import argparse as a, collections, json as j, pathlib, textwrap  # noqa: E401 (sources to sample from)
+    import argparse as a  # noqa: E401 (sources to sample from)
+    import collections
+    import json as j
+    import pathlib
+    import textwrap
 
     rng = random.Random(seed)
     lines = []

@@ -31,12 +31,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def build(workdir: Path, hidden: int, n_pairs: int) -> tuple[Path, Path]:
     import torch
+    from bench_masks import make_pairs
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from bench_masks import make_pairs
-
-    from iterpref.records import to_json_line
     from iterpref.bundled import smollm2_dir
+    from iterpref.records import to_json_line
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     torch.manual_seed(0)
@@ -118,8 +117,8 @@ def worker_trl(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) 
 def worker_ours(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) -> dict:
     import torch
 
-    from iterpref.train import TrainConfig
     import iterpref.train.trainer as trainer_module
+    from iterpref.train import TrainConfig
 
     # Time the Trainer's steps with the same callback TRL gets; the config carries everything else.
     timer = StepTimer()
@@ -149,9 +148,9 @@ def worker_parity(model_dir: Path, pairs: Path, out: Path, steps: int, batch: in
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from iterpref.train.loss import focal_dpo_loss
     from iterpref.records import Pair, load_records
     from iterpref.train.data import PairCollator, PairTokenizer, tokenize_pairs
+    from iterpref.train.loss import focal_dpo_loss
     from iterpref.train.reference import compute_reference_logps
     from iterpref.train.scoring import score_batch
 

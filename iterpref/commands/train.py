@@ -11,8 +11,8 @@ import argparse
 import os
 from dataclasses import MISSING, fields
 
-from iterpref.train.masks import MASK_MODES
 from iterpref.train.config import LOSS_PRESETS, TrainConfig
+from iterpref.train.masks import MASK_MODES
 
 CHOICES = {"loss": list(LOSS_PRESETS), "mask": list(MASK_MODES), "layout": ["auto", "chat", "plain"],
            "bf16": ["auto", "yes", "no"]}

@@ -143,8 +143,8 @@ def test_hf_sampler_batched_left_padding_matches_one_by_one():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_hf_sampler_prefill_starts_the_reply_and_is_returned_with_it():
-    from iterpref.refine.feedback import initial_prompt
     from iterpref.records import Task
+    from iterpref.refine.feedback import initial_prompt
     from iterpref.samplers.hf import HFSampler
 
     task = Task("t", 'def add(a, b):\n    """Return a + b."""\n', entry_point="add")
@@ -175,8 +175,8 @@ def test_hf_sampler_rejects_unknown_prefill_and_missing_cuda(monkeypatch):
 
 
 def test_initial_prompt_code_start_only_for_function_prompts():
-    from iterpref.refine.feedback import initial_prompt
     from iterpref.records import Task
+    from iterpref.refine.feedback import initial_prompt
 
     assert initial_prompt(Task("s", "Read n and print n squared.", entry_point=None)).code_start == ""
     assert initial_prompt(Task("m", "Write a function to add.", entry_point="add")).code_start == ""

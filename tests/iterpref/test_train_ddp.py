@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
 from iterpref.train import train
+from tests.iterpref.test_train import config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer, weights  # noqa: F401 (fixtures)
-from tests.iterpref.test_train_ddp import free_port
 from iterpref.train import train
+from tests.iterpref.test_train import config, weights
+from tests.iterpref.test_train_ddp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
