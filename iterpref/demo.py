@@ -199,7 +199,8 @@ def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, s
                     print(f"executor: Docker service at {url} (log {out / 'executor.log'})", flush=True)
                     return executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
         if choice == "docker":
-            raise ExecutorUnavailable(f"--executor docker: {problem}; run images/build-images.sh or use --executor auto")
+            raise ExecutorUnavailable(f"--executor docker: {problem}; run images/build-images.sh "
+                                      "or use --executor auto")
         warn("Docker is not usable here, so candidate programs run in the PROCESS BACKEND on this machine, "
              f"without container isolation.\nReason: {problem}\nFor isolation: start a Docker engine and run "
              "images/build-images.sh, or pass --executor URL of a `sandbox serve` service.")
@@ -338,7 +339,8 @@ def run_demo(config: DemoConfig) -> Path:
                 sampler.close()
                 del sampler
             if summary.unfinished:
-                raise ExecutorUnavailable(f"{summary.unfinished} tasks could not be judged (executor infra errors); rerun to resume")
+                raise ExecutorUnavailable(f"{summary.unfinished} tasks could not be judged (executor infra errors); "
+                                          "rerun to resume")
             write_json(done_marker, {"passed": summary.passed, "tasks": summary.tasks})
         trajectories = load_trajectories(trajectories_path)
         run_stats = stats.run_stats(trajectories)

@@ -20,11 +20,16 @@ from iterpref.errors import ConfigError, SamplerError
 from iterpref.samplers.base import Prompt, Sampler
 
 PREFILLS = ("code", "fence", "none")
+NEEDS_TRAIN_EXTRA = ("the hf sampler needs torch and transformers: pip install 'iterpref[train]' "
+                     "(or use --sampler openai)")
 
 
 def resolve_device(choice: str) -> str:
     """``auto`` is CUDA when torch sees a GPU, else the CPU; asking for CUDA without one is a SamplerError."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise SamplerError(NEEDS_TRAIN_EXTRA) from None
 
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -54,8 +59,11 @@ class HFSampler(Sampler):
         if temperature < 0 or not 0 < top_p <= 1:
             raise ConfigError("temperature must be >= 0 and top_p in (0, 1]")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise SamplerError(NEEDS_TRAIN_EXTRA) from None
 
         if model_path is None:
             from iterpref.bundled import smollm2_dir

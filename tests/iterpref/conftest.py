@@ -7,7 +7,8 @@ import pytest
 from iterpref.records import Pair, to_json_line
 
 PAIRS = [
-    Pair("t0", "Write add(a, b).", "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n", [2], [2]),
+    Pair("t0", "Write add(a, b).", "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n",
+         [2], [2]),
     Pair("t1", "Sum a list.", "def s(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
          "def s(xs):\n    t = 0\n    return t\n", [], [3, 4]),
     Pair("t2", "Negate.", "def neg(x):\n    return -x\n", "def neg(x):\n    print(x)\n    return x\n", [2, 3], [2]),
