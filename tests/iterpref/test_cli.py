@@ -3,6 +3,7 @@ none run in a virtual environment that has only the base dependencies."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,3 +90,15 @@ def _run_without_train_extra(env_dir: Path, tmp_path: Path) -> None:
         result = iterpref(*args)
         assert result.returncode == 2 and "pip install 'iterpref[train]'" in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1
+
+
+def test_the_library_never_imports_the_cli():
+    """Errors go up as IterprefError; only the command line (cli.py, commands/, `python -m iterpref.train`) may
+    depend on the CLI module."""
+    package = ROOT / "iterpref"
+    allowed = {package / "cli.py", package / "train" / "__main__.py"}
+    offenders = [str(path.relative_to(ROOT)) for path in package.rglob("*.py")
+                 if path not in allowed and "commands" not in path.parts
+                 and re.search(r"^\s*(from iterpref\.cli import|from iterpref import cli|import iterpref\.cli)",
+                               path.read_text(encoding="utf-8"), re.MULTILINE)]
+    assert offenders == []
