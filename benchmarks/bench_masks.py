@@ -52,7 +52,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from iterpref.diff import line_diff, split_lines  # noqa: E402
+from iterpref.pairs.diff import line_diff, split_lines  # noqa: E402
 from iterpref.records import Pair  # noqa: E402
 from iterpref.train.data import PairTokenizer, tokenize_pairs  # noqa: E402
 

@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from iterpref.executor import close_executor, make_executor
-from iterpref.extract import extract_code
 from iterpref.records import Task
 from iterpref.refine import refine
+from iterpref.refine.extract import extract_code
 from iterpref.samplers.scripted import ScriptedSampler
 from iterpref.tasks import to_request
 

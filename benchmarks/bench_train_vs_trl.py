@@ -35,6 +35,7 @@ def build(workdir: Path, hidden: int, n_pairs: int) -> tuple[Path, Path]:
 
     from bench_masks import make_pairs
     from iterpref.bundled import smollm2_dir
+    from iterpref.records import to_json_line
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     torch.manual_seed(0)
@@ -51,7 +52,7 @@ def build(workdir: Path, hidden: int, n_pairs: int) -> tuple[Path, Path]:
         rows.append({"task_id": f"b{i}", "prompt": f"# Task {i}: fix this code.\n", "chosen": "# fix\n" + pair.chosen,
                      "rejected": "# fix\n" + pair.rejected, "rejected_lines": [], "chosen_lines": []})
     pairs = workdir / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs.write_text("".join(to_json_line(r) for r in rows))
     return model_dir, pairs
 
 
@@ -95,7 +96,9 @@ def worker_trl(model_dir: Path, pairs: Path, out: Path, steps: int, batch: int) 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    from iterpref.records import read_jsonl
+
+    rows = [r for _, r in read_jsonl(pairs)]
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -143,9 +146,9 @@ def worker_parity(model_dir: Path, pairs: Path, out: Path, steps: int, batch: in
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from iterpref.loss import focal_dpo_loss
     from iterpref.records import Pair, load_records
     from iterpref.train.data import PairCollator, PairTokenizer, tokenize_pairs
+    from iterpref.train.loss import focal_dpo_loss
     from iterpref.train.reference import compute_reference_logps
     from iterpref.train.scoring import score_batch
 

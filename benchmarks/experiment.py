@@ -22,7 +22,6 @@ GPU, larger:  python benchmarks/experiment.py --train-tasks 120 --heldout-tasks 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from iterpref.cli import UserError  # noqa: E402
 from iterpref.demo import DemoConfig, eval_stage, hf_sampler, open_executor, split_tasks  # noqa: E402
+from iterpref.errors import ConfigError, DataError, IterprefError  # noqa: E402
 from iterpref.evaluate import PAPER_ERROR_TYPES  # noqa: E402
+from iterpref.records import read_jsonl, write_json  # noqa: E402
 from iterpref.report import ExperimentRow, error_type_rows, experiment_table  # noqa: E402
+from iterpref.samplers.hf import PREFILLS  # noqa: E402
 
 # name, loss preset, mask, alpha
 METHODS = [
@@ -80,10 +81,10 @@ def make_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> Pa
 
 
 def synthetic_pairs(args, executor, out: Path, train_tasks) -> Path:
-    """Pairs without a model (see iterpref.synthetic): for checking the training and evaluation path when the
+    """Pairs without a model (see iterpref.pairs.synthetic): for checking the training and evaluation path when the
     model makes no pairs of its own; not the paper's data."""
     from iterpref.pairs import tokenizer_counter
-    from iterpref.synthetic import synthetic_pairs as build
+    from iterpref.pairs.synthetic import synthetic_pairs as build
 
     _, _, path = build(train_tasks, executor, out, seed=args.seed, count_tokens=tokenizer_counter(args.model),
                        prefix="")
@@ -102,7 +103,7 @@ def train_row(args, pairs_path: Path, run_dir: Path, loss: str, mask: str, alpha
                           lr=args.lr, beta=args.beta, save_steps=10**6, save_total_limit=None, seed=args.seed,
                           ref_cache_dir=str(run_dir.parent / "ref_cache")))
         (run_dir / "seconds.txt").write_text(f"{time.monotonic() - started:.1f}\n")
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = [record for _, record in read_jsonl(run_dir / "metrics.jsonl")]
     losses = [m["loss"] for m in metrics if "loss" in m]
     seconds = float((run_dir / "seconds.txt").read_text()) if (run_dir / "seconds.txt").is_file() else float("nan")
     return final, (losses[-1] if losses else None), seconds
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="independent debugging runs per training task (different sampling seeds); a weak "
                              "model needs several to give enough pairs")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of the debugging loop")
-    parser.add_argument("--prefill", choices=("code", "fence", "none"), default="fence",
+    parser.add_argument("--prefill", choices=PREFILLS, default="fence",
                         help="how the model's reply is started (see `iterpref refine --help`)")
     parser.add_argument("--model", default=None, help="HF model folder (default: bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per method (the same for all)")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except UserError as exc:
+    except IterprefError as exc:
         print(f"experiment: error: {exc}", file=sys.stderr)
         return 2
 
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.chains < 1 or args.steps < 1 or args.rounds < 0:
-        raise UserError("--chains and --steps must be at least 1, --rounds at least 0")
+        raise ConfigError("--chains and --steps must be at least 1, --rounds at least 0")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     config = DemoConfig(train_tasks=args.train_tasks, heldout_tasks=args.heldout_tasks, seed=args.seed,
@@ -177,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
         pairs = load_records(pairs_path, Pair)
         overlap = {p.task_id for p in pairs} & {t.task_id for t in heldout}
         if overlap:
-            raise UserError(f"held-out tasks also appear in the pairs: {sorted(overlap)[:5]}")
+            raise DataError(f"held-out tasks also appear in the pairs: {sorted(overlap)[:5]}")
         if not pairs:
-            raise UserError(f"{pairs_path} holds no pairs: nothing to compare. Use more --train-tasks/--rounds, "
+            raise DataError(f"{pairs_path} holds no pairs: nothing to compare. Use more --train-tasks/--rounds, "
                             "a stronger --model, or --pairs from a larger run")
         print(f"== {len(pairs)} pairs, {len(heldout)} held-out tasks, {args.steps} steps per method", flush=True)
 
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     (RESULTS_DIR / f"{name}.md").write_text(text, encoding="utf-8")
     rows_json = [{"method": r.name, "loss": r.loss, "mask": r.mask, "alpha": r.alpha, "final_loss": r.final_loss,
                   "train_seconds": r.train_seconds, **r.summary.to_dict()} for r in rows]
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(rows_json, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULTS_DIR / f"{name}.json", {"rows": rows_json})
     print(f"saved {out / 'table.md'} and {RESULTS_DIR / name}.md/.json")
     return 0
 

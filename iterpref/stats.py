@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from iterpref.errors import DataError
 from iterpref.records import Attempt
 
 
@@ -33,7 +34,7 @@ def _size_stats(histogram: dict) -> dict[str, float]:
 
 def run_stats(trajectories: dict[str, list[Attempt]], pair_summary: Optional[dict] = None) -> RunStats:
     if not trajectories:
-        raise ValueError("no trajectories: the file holds no attempts")
+        raise DataError("no trajectories: the file holds no attempts")
     max_round = max(a.round for attempts in trajectories.values() for a in attempts)
     passed_at: dict[int, int] = {}
     for attempts in trajectories.values():

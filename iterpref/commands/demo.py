@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from iterpref.demo import DemoConfig
+from iterpref.samplers.hf import PREFILLS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sampler-model", default=None, help="openai sampler: the served model's name")
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"per reply (default {d.max_new_tokens})")
     parser.add_argument("--temperature", type=float, default=d.temperature, help=f"refine's sampling temperature (default {d.temperature}; eval is greedy)")
-    parser.add_argument("--prefill", choices=["code", "fence", "none"], default=d.prefill,
+    parser.add_argument("--prefill", choices=PREFILLS, default=d.prefill,
                         help="hf: how the model's reply is started: fence (a ```python fence; default), code (the fence "
                              "plus the function's signature and docstring on a first attempt) or none")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"prompts per generate call (default {d.batch_size})")

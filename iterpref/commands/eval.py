@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iterpref.cli import UserError
 from iterpref.commands.refine import add_sampler_arguments, sampler_from_args
+from iterpref.errors import ConfigError
 from iterpref.evaluate import evaluate, format_summary
-from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+from iterpref.executor import close_executor, make_executor
 from iterpref.records import Task
-from iterpref.samplers import SamplerError
-from iterpref.tasks import TaskError, humaneval_tasks, load_tasks
+from iterpref.tasks import humaneval_tasks, load_tasks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,16 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def select_tasks(source: str, limit: int | None = None, task_ids: list[str] | None = None) -> list[Task]:
     """HumanEval or a task file, cut to ``limit`` and then to ``task_ids`` (unknown ids are an error)."""
-    try:
-        tasks = humaneval_tasks() if source == "humaneval" else load_tasks(source)
-    except TaskError as exc:
-        raise UserError(str(exc)) from None
+    tasks = humaneval_tasks() if source == "humaneval" else load_tasks(source)
     tasks = tasks[:limit]
     if task_ids:
         known = {t.task_id for t in tasks}
         missing = [i for i in task_ids if i not in known]
         if missing:
-            raise UserError(f"--task-ids: {', '.join(missing)} not among the {len(tasks)} tasks of {source}")
+            raise ConfigError(f"--task-ids: {', '.join(missing)} not among the {len(tasks)} tasks of {source}")
         wanted = set(task_ids)
         tasks = [t for t in tasks if t.task_id in wanted]
     return tasks
@@ -53,32 +49,27 @@ def _parse_ks(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"--k must be comma-separated integers, e.g. 1,10; got {text!r}") from None
+        raise ConfigError(f"--k must be comma-separated integers, e.g. 1,10; got {text!r}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.samples < 1 or (args.limit is not None and args.limit < 1) or args.wave_tasks < 1:
-        raise UserError("--samples, --limit and --wave-tasks must be at least 1")
+        raise ConfigError("--samples, --limit and --wave-tasks must be at least 1")
     if args.samples > 1 and args.temperature == 0:
-        raise UserError(f"--samples {args.samples} with --temperature 0 gives {args.samples} identical greedy "
+        raise ConfigError(f"--samples {args.samples} with --temperature 0 gives {args.samples} identical greedy "
                         "programs; set --temperature (e.g. 0.8) for pass@k with k > 1")
     ks = _parse_ks(args.k)
     if ks and (min(ks) < 1 or max(ks) > args.samples):
-        raise UserError(f"--k values must be between 1 and --samples ({args.samples}); got {args.k}")
+        raise ConfigError(f"--k values must be between 1 and --samples ({args.samples}); got {args.k}")
     ids = [i.strip() for i in args.task_ids.split(",") if i.strip()] if args.task_ids else None
     tasks = select_tasks(args.tasks, args.limit, ids)
-    try:
-        executor = make_executor(args.executor, workers=args.workers)
-    except ExecutorUnavailable as exc:
-        raise UserError(str(exc)) from None
+    executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)
     settings = {"tasks": args.tasks, "temperature": args.temperature, "top_p": args.top_p,
                 "max_new_tokens": args.max_new_tokens, "seed": args.seed, "executor": args.executor}
     try:
         summary, _ = evaluate(tasks, sampler, executor, samples=args.samples, ks=ks, output_dir=args.output,
                               wave_tasks=args.wave_tasks, settings=settings)
-    except (SamplerError, ExecutorUnavailable) as exc:
-        raise UserError(str(exc)) from None
     finally:
         sampler.close()
         close_executor(executor)

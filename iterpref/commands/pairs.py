@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iterpref.cli import UserError
+from iterpref.errors import ConfigError, DataError
 from iterpref.pairs import FILTERS, SELECTIONS, tokenizer_counter, write_pairs
 from iterpref.refine import load_trajectories
 
@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--select", choices=SELECTIONS, default="random", help="which failing version (default random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random selection")
     parser.add_argument("--max-lines", type=int, default=20, help="drop error regions over this many lines")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="drop pairs whose prompt+side exceeds this")
+    parser.add_argument("--max-tokens", type=int, default=2048,
+                        help="drop pairs whose prompt+side exceeds this; 0 skips the filter (it needs transformers)")
     parser.add_argument("--tokenizer", help="tokenizer folder for --max-tokens (default: bundled SmolLM2)")
     parser.set_defaults(func=_run)
 
@@ -29,25 +30,19 @@ def summary_path(output: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.max_lines < 1 or args.max_tokens < 1:
-        raise UserError("--max-lines and --max-tokens must be at least 1")
+    if args.max_lines < 1 or args.max_tokens < 0:
+        raise ConfigError("--max-lines must be at least 1 and --max-tokens at least 0")
     if not Path(args.trajectories).is_file():
-        raise UserError(f"{args.trajectories}: no such file")
-    try:
-        trajectories = load_trajectories(args.trajectories)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        count_tokens = tokenizer_counter(args.tokenizer)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load a tokenizer from {args.tokenizer}: {exc}") from None
+        raise DataError(f"{args.trajectories}: no such file")
+    trajectories = load_trajectories(args.trajectories)
+    count_tokens = tokenizer_counter(args.tokenizer) if args.max_tokens else None
     path = Path(args.summary) if args.summary else summary_path(args.output)
     try:
         _pairs, summary = write_pairs(trajectories, args.output, path, select=args.select, seed=args.seed,
                                       max_lines=args.max_lines, max_tokens=args.max_tokens,
                                       count_tokens=count_tokens)
-    except ValueError as exc:
-        raise UserError(f"{args.trajectories}: {exc}") from None
+    except DataError as exc:  # a record the pairs cannot use; the reader has no file name to give it
+        raise DataError(f"{args.trajectories}: {exc}") from None
     print(f"{summary.pairs} pairs from {summary.candidates} candidates ({summary.tasks} tasks: "
           f"{summary.passed_first_try} passed first try, {summary.never_passed} never passed)")
     for name in FILTERS:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from iterpref.cli import UserError
-from iterpref.executor import ExecutorUnavailable, close_executor, make_executor
+from iterpref.errors import ConfigError, ExecutorUnavailable, SamplerError
+from iterpref.executor import close_executor, make_executor
 from iterpref.refine import refine
-from iterpref.samplers import KINDS, SamplerError, make_sampler
+from iterpref.samplers import KINDS, make_sampler
 from iterpref.samplers.hf import PREFILLS, resolve_device
-from iterpref.tasks import TaskError, load_tasks
+from iterpref.tasks import load_tasks
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +36,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampler_from_args(args: argparse.Namespace):
     common = {"temperature": args.temperature, "top_p": args.top_p}
-    try:
-        device = resolve_device(args.device) if args.sampler == "hf" else "cpu"
-    except SamplerError as exc:
-        raise UserError(str(exc)) from None
+    device = resolve_device(args.device) if args.sampler == "hf" else "cpu"
     if args.sampler == "hf":
         options = {**common, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
                    "seed": args.seed, "progress": True, "device": device, "prefill": args.prefill}
@@ -48,10 +45,7 @@ def sampler_from_args(args: argparse.Namespace):
                    "seed": args.seed, "api_key_env": args.api_key_env, "retries": args.retries}
     else:
         options = {}
-    try:
-        return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
-    except (SamplerError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,22 +63,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.max_rounds < 0 or (args.limit is not None and args.limit < 1) or args.wave_size < 1:
-        raise UserError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
-    try:
-        tasks = load_tasks(args.tasks)[: args.limit]
-    except TaskError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        executor = make_executor(args.executor, workers=args.workers)
-    except ExecutorUnavailable as exc:
-        raise UserError(str(exc)) from None
+        raise ConfigError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
+    tasks = load_tasks(args.tasks)[: args.limit]
+    executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)
     try:
         summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size)
     except (SamplerError, ExecutorUnavailable) as exc:
-        raise UserError(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None
-    except ValueError as exc:  # a trajectory file that is not ours or is damaged
-        raise UserError(str(exc)) from None
+        # Same class, so a caller still sees what failed; the note says nothing was lost.
+        raise type(exc)(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None
     finally:
         sampler.close()
         close_executor(executor)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from iterpref.cli import UserError
+from iterpref.errors import DataError
+from iterpref.records import read_json, write_json
 from iterpref.refine import load_trajectories
 from iterpref.stats import format_table, plot, run_stats
 
@@ -22,22 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if not Path(args.trajectories).is_file():
-        raise UserError(f"{args.trajectories}: no such file")
-    pair_summary = None
-    if args.pairs_summary:
-        try:
-            pair_summary = json.loads(Path(args.pairs_summary).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read {args.pairs_summary}: {exc}") from None
-    try:
-        stats = run_stats(load_trajectories(args.trajectories), pair_summary)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise DataError(f"{args.trajectories}: no such file")
+    pair_summary = read_json(args.pairs_summary) if args.pairs_summary else None
+    stats = run_stats(load_trajectories(args.trajectories), pair_summary)
     print(format_table(stats))
     if args.plot:
         plot(stats, args.plot)
         print(f"wrote {args.plot}")
     if args.json:
-        Path(args.json).write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, stats.to_dict())
         print(f"wrote {args.json}")
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from iterpref.cli import UserError
-from iterpref.tasks import TaskError, humaneval_tasks, load_tasks, write_tasks
+from iterpref.errors import ConfigError, DataError
+from iterpref.tasks import humaneval_tasks, load_tasks, write_tasks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,19 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _humaneval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
+        raise ConfigError("--limit must be at least 1")
     try:
         count = write_tasks(humaneval_tasks(limit=args.limit, time_s=args.time_limit), args.output)
     except OSError as exc:
-        raise UserError(f"cannot write {args.output}: {exc.strerror}") from None
+        raise DataError(f"cannot write {args.output}: {exc.strerror}") from None
     print(f"wrote {count} tasks to {args.output}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    try:
-        tasks = load_tasks(args.path)
-    except TaskError as exc:
-        raise UserError(str(exc)) from None
+    tasks = load_tasks(args.path)
     print(f"{args.path}: {len(tasks)} valid tasks")
     return 0

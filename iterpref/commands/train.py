@@ -11,8 +11,9 @@ import argparse
 import os
 from dataclasses import MISSING, fields
 
-from iterpref.masks import MASK_MODES
+from iterpref.errors import IterprefError
 from iterpref.train.config import LOSS_PRESETS, TrainConfig
+from iterpref.train.masks import MASK_MODES
 
 CHOICES = {"loss": list(LOSS_PRESETS), "mask": list(MASK_MODES), "layout": ["auto", "chat", "plain"],
            "bf16": ["auto", "yes", "no"]}
@@ -42,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from iterpref.train import train
+    try:
+        from iterpref.train import train
+    except ImportError as exc:  # the options above need no torch; training does
+        raise IterprefError(f"`iterpref train` needs the train extra: pip install 'iterpref[train]' ({exc})") from None
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = train(config)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from iterpref.samplers.base import Prompt, Sampler, SamplerError
+from iterpref.errors import SamplerError
+from iterpref.samplers.base import Prompt, Sampler
 
 KINDS = ("hf", "openai", "scripted")
 
@@ -28,11 +29,8 @@ def make_sampler(kind: str, *, model: Optional[str] = None, base_url: Optional[s
 
         if not script:
             raise SamplerError("the scripted sampler needs --script FILE.jsonl")
-        try:
-            return ScriptedSampler.from_jsonl(script)
-        except (OSError, ValueError) as exc:
-            raise SamplerError(str(exc)) from None
+        return ScriptedSampler.from_jsonl(script)
     raise SamplerError(f"unknown sampler {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "Prompt", "Sampler", "SamplerError", "make_sampler"]
+__all__ = ["KINDS", "Prompt", "Sampler", "make_sampler"]

@@ -6,10 +6,6 @@ import abc
 from dataclasses import dataclass
 
 
-class SamplerError(RuntimeError):
-    """The sampler cannot produce replies (server unreachable, model missing); the message says what to fix."""
-
-
 @dataclass
 class Prompt:
     """One request: the chat messages, plus which task and round it is for (scripted samplers key on them).

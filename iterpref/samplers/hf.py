@@ -16,14 +16,20 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from iterpref.samplers.base import Prompt, Sampler, SamplerError
+from iterpref.errors import ConfigError, SamplerError
+from iterpref.samplers.base import Prompt, Sampler
 
 PREFILLS = ("code", "fence", "none")
+NEEDS_TRAIN_EXTRA = ("the hf sampler needs torch and transformers: pip install 'iterpref[train]' "
+                     "(or use --sampler openai)")
 
 
 def resolve_device(choice: str) -> str:
     """``auto`` is CUDA when torch sees a GPU, else the CPU; asking for CUDA without one is a SamplerError."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise SamplerError(NEEDS_TRAIN_EXTRA) from None
 
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -47,22 +53,22 @@ class HFSampler(Sampler):
         prefill: str = "fence",
     ):
         if prefill not in PREFILLS:
-            raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
+            raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
         if batch_size < 1 or max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be at least 1")
+            raise ConfigError("batch_size and max_new_tokens must be at least 1")
         if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+            raise ConfigError("temperature must be >= 0 and top_p in (0, 1]")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise SamplerError(NEEDS_TRAIN_EXTRA) from None
 
         if model_path is None:
-            from iterpref.bundled import BundledModelMissing, smollm2_dir
+            from iterpref.bundled import smollm2_dir
 
-            try:
-                model_path = smollm2_dir()
-            except BundledModelMissing as exc:
-                raise SamplerError(str(exc)) from None
+            model_path = smollm2_dir()
         self.name = f"hf:{model_path}"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")

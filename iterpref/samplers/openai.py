@@ -13,7 +13,8 @@ from typing import Optional
 
 import httpx
 
-from iterpref.samplers.base import Prompt, Sampler, SamplerError
+from iterpref.errors import ConfigError, SamplerError
+from iterpref.samplers.base import Prompt, Sampler
 
 _RETRY_STATUS = {408, 409, 429}
 
@@ -35,7 +36,7 @@ class OpenAISampler(Sampler):
         timeout_s: float = 120.0,
     ):
         if concurrency < 1 or retries < 0:
-            raise ValueError("concurrency must be at least 1 and retries at least 0")
+            raise ConfigError("concurrency must be at least 1 and retries at least 0")
         # A named variable must exist; the default OPENAI_API_KEY may be absent (local servers need no key).
         if api_key_env is not None and not os.environ.get(api_key_env):
             raise SamplerError(f"the environment variable {api_key_env} (the API key) is not set")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iterpref.errors import DataError, SamplerError
 from iterpref.records import read_jsonl
-from iterpref.samplers.base import Prompt, Sampler, SamplerError
+from iterpref.samplers.base import Prompt, Sampler
 
 
 class ScriptedSampler(Sampler):
     def __init__(self, script: dict[str, list[str]], name: str = "scripted"):
         for task_id, responses in script.items():
             if not isinstance(responses, list) or not responses or not all(isinstance(r, str) for r in responses):
-                raise ValueError(f"script for task {task_id!r}: `responses` must be a non-empty list of strings")
+                raise DataError(f"script for task {task_id!r}: `responses` must be a non-empty list of strings")
         self.script = script
         self.name = name
         self.calls = 0  # batches served; tests check that the loop batches
@@ -24,9 +25,9 @@ class ScriptedSampler(Sampler):
     @classmethod
     def from_jsonl(cls, path: str | Path) -> "ScriptedSampler":
         script: dict[str, list[str]] = {}
-        for number, record in enumerate(read_jsonl(path), start=1):
+        for number, record in read_jsonl(path):
             if set(record) != {"task_id", "responses"}:
-                raise ValueError(f"{path}: record {number}: expected exactly the fields task_id and responses")
+                raise DataError(f"{path}:{number}: expected exactly the fields task_id and responses")
             script[str(record["task_id"])] = record["responses"]
         return cls(script, name=f"scripted:{path}")
 

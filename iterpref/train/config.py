@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Optional
 
-from iterpref.masks import MASK_MODES
+from iterpref.errors import ConfigError
+from iterpref.train.masks import MASK_MODES
 
 # loss name -> (mask mode, alpha, weight of the preference term)
 LOSS_PRESETS = {
@@ -55,16 +56,16 @@ class TrainConfig:
     def resolved(self) -> tuple[str, float, float]:
         """(mask mode, alpha, preference weight) after applying the loss preset and explicit overrides."""
         if self.loss not in LOSS_PRESETS:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSS_PRESETS)}")
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSS_PRESETS)}")
         mask, alpha, weight = LOSS_PRESETS[self.loss]
         mask = self.mask if self.mask is not None else mask
         alpha = self.alpha if self.alpha is not None else alpha
         if mask not in MASK_MODES:
-            raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_MODES)}")
+            raise ConfigError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_MODES)}")
         return mask, alpha, weight
 
     def validate(self) -> None:
-        """Raise ValueError with a message naming the field for any value out of range."""
+        """Raise ConfigError with a message naming the field for any value out of range."""
         self.resolved()
         checks = [
             ("beta", self.beta > 0), ("max_length", self.max_length > 1), ("batch_size", self.batch_size >= 1),
@@ -74,10 +75,6 @@ class TrainConfig:
         ]
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+                raise ConfigError(f"{name}={getattr(self, name)!r} is out of range")
         if self.bf16 not in ("auto", "yes", "no"):
-            raise ValueError(f"bf16={self.bf16!r}: choose auto, yes or no")
-
-
-def help_of(name: str) -> str:
-    return next(f.metadata["help"] for f in fields(TrainConfig) if f.name == name)
+            raise ConfigError(f"bf16={self.bf16!r}: choose auto, yes or no")

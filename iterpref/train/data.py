@@ -23,8 +23,9 @@ from typing import Any, Iterable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from iterpref.masks import error_spans, token_mask
+from iterpref.errors import ConfigError, ModelError
 from iterpref.records import Pair
+from iterpref.train.masks import error_spans, token_mask
 
 DROP_REASONS = ("identical", "empty_mask", "too_long", "template_mismatch")
 
@@ -46,9 +47,9 @@ def resolve_layout(tokenizer, layout: str = "auto") -> str:
     if layout == "auto":
         return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
     if layout not in ("chat", "plain"):
-        raise ValueError(f"unknown layout {layout!r}; choose auto, chat or plain")
+        raise ConfigError(f"unknown layout {layout!r}; choose auto, chat or plain")
     if layout == "chat" and not getattr(tokenizer, "chat_template", None):
-        raise ValueError("layout 'chat' needs a tokenizer with a chat template")
+        raise ConfigError("layout 'chat' needs a tokenizer with a chat template")
     return layout
 
 
@@ -63,7 +64,7 @@ class PairTokenizer:
     def __init__(self, tokenizer, mask: str = "line", context_lines: int = 0, max_length: int = 1024,
                  layout: str = "auto"):
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError("error-region masks need a fast tokenizer (one that returns offset mappings)")
+            raise ModelError("error-region masks need a fast tokenizer (one that returns offset mappings)")
         self.tokenizer = tokenizer
         self.mask = mask
         self.context_lines = context_lines
@@ -88,10 +89,6 @@ class PairTokenizer:
                              return_attention_mask=False)
         return enc["input_ids"], enc["offset_mapping"]
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        self._cache_prompts([prompt])
-        return self._prompt_cache[prompt]
-
     def _cache_prompts(self, prompts: Iterable[str]) -> None:
         new = list(dict.fromkeys(p for p in prompts if p not in self._prompt_cache))
         if self.layout == "chat":
@@ -110,14 +107,6 @@ class PairTokenizer:
         if not full.startswith(head) or not full[len(head):].startswith(completion):
             return None
         return full[len(head):]
-
-    def completion(self, prompt: str, completion: str) -> Optional[tuple[list[int], list[tuple[int, int]]]]:
-        """Ids and character offsets of ``completion`` plus its end-of-turn; None if the template alters it."""
-        text = self.completion_text(prompt, completion)
-        if text is None:
-            return None
-        ids, offsets = self._encode([text])
-        return self._finish(completion, ids[0], offsets[0])
 
     def _finish(self, completion: str, ids, offsets) -> tuple[list[int], list[tuple[int, int]]]:
         ids, offsets = list(ids), list(offsets)  # the tokenizer already gives (start, end) tuples

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from iterpref.records import read_jsonl
 
 PANELS = [
     ("loss", ["loss", "loss/dpo", "loss/nll"]),
@@ -14,8 +15,7 @@ PANELS = [
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return [record for _, record in read_jsonl(path)]
 
 
 def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path:

@@ -6,14 +6,13 @@ DeepSpeed ZeRO-3 from iterpref/configs/); every process runs this same function.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from iterpref.cli import UserError
-from iterpref.records import Pair, load_records
+from iterpref.errors import ConfigError, DataError, ModelError
+from iterpref.records import Pair, load_records, write_json
 from iterpref.train.config import TrainConfig
 from iterpref.train.data import DROP_REASONS, PairCollator, PairTokenizer, tokenize_pairs
 
@@ -33,13 +32,13 @@ class TrainResult:
 
 def load_pairs(path: str) -> list[Pair]:
     if not path:
-        raise UserError("no pairs file given; pass --pairs FILE (written by `iterpref pairs`)")
+        raise ConfigError("no pairs file given; pass --pairs FILE (written by `iterpref pairs`)")
     if not Path(path).is_file():
-        raise UserError(f"pairs file {path} does not exist")
+        raise DataError(f"pairs file {path} does not exist")
     try:
         return load_records(path, Pair)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"pairs file is malformed: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"pairs file is malformed: {exc}") from None
 
 
 def bundled_model_dir() -> Path:
@@ -52,6 +51,15 @@ def bundled_model_dir() -> Path:
     with open(cache_root() / ".smollm2.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return smollm2_dir()
+
+
+# TrainConfig fields that TrainingArguments takes unchanged, under its own names.
+PASSED_TO_TRAINER = {
+    "batch_size": "per_device_train_batch_size", "grad_accum": "gradient_accumulation_steps",
+    "lr": "learning_rate", "epochs": "num_train_epochs", "max_steps": "max_steps", "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm", "save_steps": "save_steps", "save_total_limit": "save_total_limit",
+    "logging_steps": "logging_steps", "seed": "seed",
+}
 
 
 def version_dependent_arguments(config: TrainConfig) -> dict:
@@ -72,17 +80,14 @@ def resolve_bf16(setting: str) -> bool:
 
     available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if setting == "yes" and not available:
-        raise UserError("--bf16 yes needs a CUDA GPU with bfloat16 support; use --bf16 auto or no")
+        raise ConfigError("--bf16 yes needs a CUDA GPU with bfloat16 support; use --bf16 auto or no")
     return available if setting == "auto" else setting == "yes"
 
 
 def train(config: TrainConfig) -> TrainResult:
     """Train with the focal loss (or a baseline preset) as ``config`` says; returns where everything went."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        config.validate()
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    config.validate()
     mask_mode, alpha, dpo_weight = config.resolved()
     pairs = load_pairs(config.pairs)
 
@@ -107,24 +112,16 @@ def train(config: TrainConfig) -> TrainResult:
     if config.model:
         model_dir = Path(config.model)
         if not (model_dir / "config.json").is_file():
-            raise UserError(f"--model {model_dir} is not a Hugging Face model folder (no config.json)")
+            raise ModelError(f"--model {model_dir} is not a Hugging Face model folder (no config.json)")
     else:
-        from iterpref.bundled import BundledModelMissing
-
-        try:
-            model_dir = bundled_model_dir()
-        except BundledModelMissing as exc:
-            raise UserError(str(exc)) from None
+        model_dir = bundled_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
-        raise UserError(f"tokenizer of {model_dir} has neither a pad nor an EOS token")
+        raise ModelError(f"tokenizer of {model_dir} has neither a pad nor an EOS token")
 
     # 2. Tokenize once; masks are built here, not per step.
-    try:
-        pair_tokenizer = PairTokenizer(tokenizer, mask_mode, config.context_lines, config.max_length, config.layout)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    pair_tokenizer = PairTokenizer(tokenizer, mask_mode, config.context_lines, config.max_length, config.layout)
     kept, dropped = tokenize_pairs(pairs, pair_tokenizer, progress=config.progress and main)
     summary = {
         "pairs_read": len(pairs), "pairs_used": len(kept),
@@ -134,11 +131,11 @@ def train(config: TrainConfig) -> TrainResult:
         "rejected_tokens_total": sum(len(p.rejected_ids) for p in kept),
     }
     if main:
-        (output_dir / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(output_dir / "data_summary.json", summary)
         dropped_text = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
         print(f"iterpref train: {len(kept)} of {len(pairs)} pairs used; dropped: {dropped_text}", flush=True)
     if not kept:
-        raise UserError(f"no usable pairs in {config.pairs} (dropped: {summary['dropped']}); "
+        raise DataError(f"no usable pairs in {config.pairs} (dropped: {summary['dropped']}); "
                         "check --max-length and that chosen differs from rejected")
     examples = [p.as_dict() for p in kept]
     collator = PairCollator(pad_token_id=pad_id)
@@ -168,21 +165,11 @@ def train(config: TrainConfig) -> TrainResult:
     # 5. The Trainer.
     args = TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        lr_scheduler_type="linear",
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        bf16=bf16,
+        **{theirs: getattr(config, ours) for ours, theirs in PASSED_TO_TRAINER.items()},
         **version_dependent_arguments(config),
+        lr_scheduler_type="linear",
+        bf16=bf16,
         save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
         data_seed=config.seed,
         report_to="none",
         remove_unused_columns=False,
@@ -205,9 +192,9 @@ def train(config: TrainConfig) -> TrainResult:
     if config.resume:
         resume = True if config.resume == "latest" else config.resume
         if resume is not True and not Path(resume).is_dir():
-            raise UserError(f"--resume {resume} is not a checkpoint folder")
+            raise ConfigError(f"--resume {resume} is not a checkpoint folder")
         if resume is True and not list(output_dir.glob("checkpoint-*")):
-            raise UserError(f"--resume latest: no checkpoint-* folder in {output_dir}")
+            raise ConfigError(f"--resume latest: no checkpoint-* folder in {output_dir}")
     trainer.train(resume_from_checkpoint=resume)
 
     # 6. Outputs.
@@ -221,7 +208,7 @@ def train(config: TrainConfig) -> TrainResult:
     curves = None
     if main and metrics_path.is_file():
         curves = plot_curves(metrics_path, output_dir / "curves.png", title=f"{config.loss} (mask={mask_mode}, alpha={alpha})")
-        (output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        write_json(output_dir / "train_config.json", asdict(config))
     state.wait_for_everyone()
     return TrainResult(
         output_dir=output_dir, metrics_path=metrics_path, curves_path=curves, final_dir=final_dir,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from iterpref.loss import masked_sum, token_logps
+from iterpref.train.loss import masked_sum, token_logps
 
 
 def score_batch(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,20 +1,20 @@
 """`transformers.Trainer` wired to the focal loss: one model, reference log-probs read from the batch.
 
 Everything the loss needs arrives in the batch (see :class:`~iterpref.train.data.PairCollator`); the trainer
-scores it with one forward pass, calls :func:`~iterpref.loss.focal_dpo_loss`, and logs what the loss computed
+scores it with one forward pass, calls :func:`~iterpref.train.loss.focal_dpo_loss`, and logs what the loss computed
 under TRL's metric names plus ``loss/dpo``, ``loss/nll`` and ``mask/rejected_tokens``.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-from iterpref.loss import focal_dpo_loss
+from iterpref.records import read_jsonl, to_json_line
+from iterpref.train.loss import focal_dpo_loss
 from iterpref.train.scoring import score_batch
 
 
@@ -63,7 +63,8 @@ class FocalDPOTrainer(Trainer):
 
 
 class MetricsJsonl(TrainerCallback):
-    """Appends every log record (with its step) to a JSONL file, from the main process only."""
+    """Appends every log record (with its step, and the format version of ``iterpref.records``) to a JSONL file,
+    from the main process only."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -71,12 +72,11 @@ class MetricsJsonl(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         # After a resume, drop records past the checkpoint: those steps are about to be run again.
         if state.is_world_process_zero and self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= state.global_step]
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            kept = [record for _, record in read_jsonl(self.path) if record.get("step", 0) <= state.global_step]
+            self.path.write_text("".join(to_json_line(record) for record in kept), encoding="utf-8")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                handle.write(to_json_line({"step": state.global_step, "epoch": state.epoch, **logs}))

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from iterpref.cli import UserError, main
+from iterpref.cli import main
 from iterpref.demo import DemoConfig, split_tasks
+from iterpref.errors import ExecutorUnavailable
 
 pytest.importorskip("sandbox.local")
 
@@ -143,6 +144,6 @@ def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):
     with demo.open_executor("auto", tmp_path) as (executor, note):
         assert "process backend" in note
     assert "was not ready" in capsys.readouterr().err
-    with pytest.raises(UserError, match="--executor docker: `sandbox serve` was not ready"):
+    with pytest.raises(ExecutorUnavailable, match="--executor docker: `sandbox serve` was not ready"):
         with demo.open_executor("docker", tmp_path):
             pass

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iterpref.diff import lcs_pairs, line_diff, line_spans, seq_diff, split_lines
+from iterpref.pairs.diff import line_diff, line_spans, seq_diff, split_lines
 
 
 def lcs_length(a, b):
@@ -11,6 +11,16 @@ def lcs_length(a, b):
         for j in range(len(b)):
             table[i + 1][j + 1] = table[i][j] + 1 if a[i] == b[j] else max(table[i][j + 1], table[i + 1][j])
     return table[-1][-1]
+
+
+def _matched(a, b):
+    """The index pairs seq_diff keeps in common: the i-th element of `a` it keeps against the i-th of `b`."""
+    diff = seq_diff(a, b)
+    assert len(set(diff.a_only)) == len(diff.a_only) and len(set(diff.b_only)) == len(diff.b_only)
+    kept_a = [i for i in range(len(a)) if i not in set(diff.a_only)]
+    kept_b = [j for j in range(len(b)) if j not in set(diff.b_only)]
+    assert len(kept_a) == len(kept_b)
+    return list(zip(kept_a, kept_b))
 
 
 def test_split_lines_trailing_newline_ends_last_line():
@@ -84,13 +94,13 @@ def test_exact_lcs_where_greedy_matching_fails():
     # A repeated line: the LCS keeps both "x" lines, not one.
     a = ["x", "y", "x", "z"]
     b = ["y", "x", "z", "x"]
-    assert len(lcs_pairs(a, b)) == lcs_length(a, b) == 3
+    assert len(_matched(a, b)) == lcs_length(a, b) == 3
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from("abcd"), max_size=12), st.lists(st.sampled_from("abcd"), max_size=12))
 def test_seq_diff_is_an_exact_lcs_partition(a, b):
-    pairs = lcs_pairs(a, b)
+    pairs = _matched(a, b)
     assert len(pairs) == lcs_length(a, b)
     assert all(a[i] == b[j] for i, j in pairs)
     assert all(p[0] < q[0] and p[1] < q[1] for p, q in zip(pairs, pairs[1:]))

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iterpref.cli import main
+from iterpref.errors import ConfigError
 from iterpref.evaluate import EvalSummary, error_type, evaluate, format_summary, pass_at_k
 from iterpref.records import Task
 from iterpref.samplers.base import Sampler
@@ -118,7 +119,7 @@ def test_evaluate_writes_per_task_results_and_summary(executor, tmp_path):
 
 
 def test_evaluate_rejects_bad_k(executor):
-    with pytest.raises(ValueError, match="between 1 and the number of samples"):
+    with pytest.raises(ConfigError, match="between 1 and the number of samples"):
         evaluate([TASK], CyclingSampler({"add": ["x"]}), executor, samples=2, ks=[5], progress=False)
 
 

@@ -1,4 +1,4 @@
-from iterpref.extract import extract_code, fenced_blocks
+from iterpref.refine.extract import extract_code, fenced_blocks
 
 
 def test_fenced_block_with_prose_around():

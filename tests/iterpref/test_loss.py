@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iterpref.loss import FocalDPOLoss, focal_dpo_loss, masked_sum, token_logps
+from iterpref.train.loss import FocalDPOLoss, focal_dpo_loss, masked_sum, token_logps
 
 
 def test_token_logps_matches_log_softmax():
@@ -70,7 +70,9 @@ def test_mask_none_alpha_zero_is_textbook_dpo(beta):
     lengths = torch.tensor([6, 4, 5, 3, 6, 2])  # completion lengths per row, right padding after
     full = (torch.arange(T)[None, :] < lengths[:, None]).float()
     # Textbook DPO: sequence log-likelihoods under policy and reference, full completions on both sides.
-    seq = lambda lg: (torch.log_softmax(lg, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1) * full).sum(-1)
+    def seq(lg):
+        return (torch.log_softmax(lg, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1) * full).sum(-1)
+
     pol, ref = seq(policy), seq(ref_logits)
     textbook = -F.logsigmoid(beta * ((pol[:B] - ref[:B]) - (pol[B:] - ref[B:])))
     ref_sums = torch.stack([ref[:B], ref[B:]], dim=1)

@@ -1,6 +1,6 @@
 import pytest
 
-from iterpref.masks import MASK_MODES, error_spans, token_mask
+from iterpref.train.masks import MASK_MODES, error_spans, token_mask
 
 
 def covered(text, spans):

@@ -8,10 +8,9 @@ import time
 import pytest
 
 from iterpref.cli import main
-from iterpref.executor import ExecutorUnavailable
+from iterpref.errors import DataError, ExecutorUnavailable, SamplerError
 from iterpref.records import Task, to_json_line
 from iterpref.refine import load_trajectories, refine
-from iterpref.samplers import SamplerError
 from iterpref.samplers.scripted import ScriptedSampler
 from iterpref.tasks import write_tasks
 from sandbox.models import RunResult
@@ -126,7 +125,7 @@ def test_torn_last_line_is_dropped_and_redone(tmp_path, executor):
 def test_damaged_file_and_failing_executor_are_errors(tmp_path, executor):
     out = tmp_path / "traj.jsonl"
     out.write_text(to_json_line(load_one_attempt(round_=1)))
-    with pytest.raises(ValueError, match="rounds must run 0, 1, 2"):
+    with pytest.raises(DataError, match="rounds must run 0, 1, 2"):
         refine(TASKS, ScriptedSampler(SCRIPT), executor, out, progress=False)
 
     class Unreachable:
@@ -245,22 +244,57 @@ class InfraFaults:
         return out
 
 
-def test_infra_errors_are_retried_or_left_for_the_next_run(tmp_path, executor):
+def test_infra_errors_are_sent_once_and_left_for_the_next_run(tmp_path, executor):
     out = tmp_path / "traj.jsonl"
     faulty = InfraFaults(executor.inner, retryable_once={"x * x"}, always={"return 2"})
     summary = refine(TASKS, ScriptedSampler(SCRIPT), faulty, out, max_rounds=2, progress=False)
-    # `first` was resent once and judged; `never` could not be judged, so it has no line and is unfinished.
-    assert sum("x * x" in code for batch in faulty.sent for code in batch) == 2
-    assert summary.unfinished == 1 and summary.pass_round["first"] == 0
+    # Retrying is the executor client's job: the loop sends `first` once, and an infra error that comes back,
+    # retryable or not, gives no line; `first` and `never` are unfinished.
+    assert sum("x * x" in code for batch in faulty.sent for code in batch) == 1
+    assert summary.unfinished == 2 and "first" not in summary.pass_round
     trajectories = load_trajectories(out)
-    assert "never" not in trajectories and trajectories["first"][0].passed
-    # The next run (executor healthy again) picks `never` up from round 0.
+    assert "never" not in trajectories and "first" not in trajectories
+    # The next run (executor healthy again) picks both up from round 0.
     again = refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=2, progress=False)
-    assert again.already_done == 3 and [a.round for a in load_trajectories(out)["never"]] == [0, 1, 2]
+    assert again.already_done == 2 and [a.round for a in load_trajectories(out)["never"]] == [0, 1, 2]
+    assert load_trajectories(out)["first"][0].passed
     # An executor that cannot judge anything stops the job.
     with pytest.raises(ExecutorUnavailable, match="could not judge any program"):
         refine(TASKS[3:], ScriptedSampler(SCRIPT), InfraFaults(executor.inner, always={"def"}), tmp_path / "x.jsonl",
                progress=False)
+
+
+def test_a_program_is_sent_only_as_often_as_the_client_retries():
+    """One retry layer: judge_batch adds no tries of its own around the client's (which once made 3 x 3 = 9)."""
+    import httpx
+
+    from iterpref.executor import judge_batch
+    from iterpref.tasks import to_request
+    from sandbox.client import Client, RetryPolicy
+
+    sent = []
+
+    def answer_infra_error(request):
+        body = json.loads(request.content)
+        batch = request.url.path == "/v1/batch"
+        runs = body["runs"] if batch else [body]
+        sent.extend(run["code"] for run in runs)
+        results = [RunResult.infra_error("worker restarted", retryable=True).model_dump(mode="json") for _ in runs]
+        return httpx.Response(200, json={"results": results} if batch else results[0])
+
+    policy = RetryPolicy(infra_attempts=3, backoff_s=0.0, max_backoff_s=0.0)
+    with Client("http://executor.test", retry=policy, transport=httpx.MockTransport(answer_infra_error)) as client:
+        requests = [to_request(TASKS[1], "def sq(x):\n    return x * x\n"), to_request(TASKS[3], "def one(): 1\n")]
+        results = judge_batch(client, requests)
+    assert sorted(sent) == sorted([r.code for r in requests] * 3)  # three tries each, the client's policy
+    assert [(r.status.value, r.retryable) for r in results] == [("infra_error", True)] * 2
+
+    class Short:
+        def run_batch(self, requests):
+            return []
+
+    with pytest.raises(ExecutorUnavailable, match="returned 0 results for 2 programs"):
+        judge_batch(Short(), requests)
 
 
 @pytest.mark.timeout(120)

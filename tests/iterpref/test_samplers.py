@@ -5,7 +5,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from iterpref.samplers import Prompt, SamplerError, make_sampler
+from iterpref.errors import ConfigError, DataError, SamplerError
+from iterpref.samplers import Prompt, make_sampler
 from iterpref.samplers.openai import OpenAISampler
 from iterpref.samplers.scripted import ScriptedSampler
 
@@ -117,7 +118,7 @@ def test_scripted_sampler_replays_by_task_and_round(tmp_path):
     assert sampler.generate(prompts) == ["r0", "r1", "r1"]
     with pytest.raises(SamplerError, match="no responses for task 'b'"):
         sampler.generate([Prompt("b", 0, [])])
-    with pytest.raises(ValueError, match="non-empty list"):
+    with pytest.raises(DataError, match="non-empty list"):
         ScriptedSampler({"a": []})
     with pytest.raises(SamplerError, match="--script"):
         make_sampler("scripted")
@@ -142,8 +143,8 @@ def test_hf_sampler_batched_left_padding_matches_one_by_one():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_hf_sampler_prefill_starts_the_reply_and_is_returned_with_it():
-    from iterpref.feedback import initial_prompt
     from iterpref.records import Task
+    from iterpref.refine.feedback import initial_prompt
     from iterpref.samplers.hf import HFSampler
 
     task = Task("t", 'def add(a, b):\n    """Return a + b."""\n', entry_point="add")
@@ -165,7 +166,7 @@ def test_hf_sampler_rejects_unknown_prefill_and_missing_cuda(monkeypatch):
 
     from iterpref.samplers.hf import HFSampler, resolve_device
 
-    with pytest.raises(ValueError, match="prefill must be one of"):
+    with pytest.raises(ConfigError, match="prefill must be one of"):
         HFSampler(prefill="docstring")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
@@ -174,8 +175,8 @@ def test_hf_sampler_rejects_unknown_prefill_and_missing_cuda(monkeypatch):
 
 
 def test_initial_prompt_code_start_only_for_function_prompts():
-    from iterpref.feedback import initial_prompt
     from iterpref.records import Task
+    from iterpref.refine.feedback import initial_prompt
 
     assert initial_prompt(Task("s", "Read n and print n squared.", entry_point=None)).code_start == ""
     assert initial_prompt(Task("m", "Write a function to add.", entry_point="add")).code_start == ""

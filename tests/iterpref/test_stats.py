@@ -3,6 +3,7 @@ import json
 import pytest
 
 from iterpref.cli import main
+from iterpref.errors import DataError
 from iterpref.records import Attempt, to_json_line
 from iterpref.stats import format_table, run_stats
 
@@ -39,7 +40,7 @@ def test_pair_summary_gives_filter_counts_and_diff_sizes():
 
 
 def test_empty_trajectories_are_an_error():
-    with pytest.raises(ValueError, match="no trajectories"):
+    with pytest.raises(DataError, match="no trajectories"):
         run_stats({})
 
 

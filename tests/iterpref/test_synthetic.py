@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from iterpref.synthetic import SAMPLER_NAME, inject_bug, synthetic_pairs
+from iterpref.pairs.synthetic import SAMPLER_NAME, inject_bug, synthetic_pairs
 from iterpref.tasks import humaneval_tasks
 
 local = pytest.importorskip("sandbox.local")

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from iterpref.cli import main
-from iterpref.tasks import TaskError, humaneval_tasks, load_tasks, to_request, write_tasks
+from iterpref.errors import DataError
+from iterpref.tasks import humaneval_tasks, load_tasks, to_request, write_tasks
 
 
 def _write(path, *records):
@@ -60,7 +61,7 @@ def test_every_test_kind_and_test_file_are_accepted(tmp_path):
 def test_bad_task_names_file_line_and_field(tmp_path, record, message):
     good = {"task_id": "ok", "prompt": "p", "tests": [{"kind": "assert", "code": "pass"}]}
     path = _write(tmp_path / "t.jsonl", good, record)
-    with pytest.raises(TaskError) as info:
+    with pytest.raises(DataError) as info:
         load_tasks(path)
     assert str(info.value).startswith(f"{path}:2: ")
     assert message in str(info.value)
@@ -68,13 +69,13 @@ def test_bad_task_names_file_line_and_field(tmp_path, record, message):
 
 def test_duplicate_ids_bad_json_and_empty_files(tmp_path):
     good = {"task_id": "ok", "prompt": "p", "tests": [{"kind": "assert", "code": "pass"}]}
-    with pytest.raises(TaskError, match=r":2: task_id 'ok' repeats line 1"):
+    with pytest.raises(DataError, match=r":2: task_id 'ok' repeats line 1"):
         load_tasks(_write(tmp_path / "dup.jsonl", good, good))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(good) + "\n{not json\n")
-    with pytest.raises(TaskError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
         load_tasks(bad)
-    with pytest.raises(TaskError, match="no tasks"):
+    with pytest.raises(DataError, match="no tasks"):
         load_tasks(_write(tmp_path / "empty.jsonl"))
 
 

@@ -4,49 +4,10 @@ import shutil
 import pytest
 import torch
 
-from iterpref.records import Pair
 from iterpref.train import TrainConfig, train
 from iterpref.train.data import PairCollator, PairTokenizer, tokenize_pairs
 from iterpref.train.scoring import score_batch
-
-PAIRS = [
-    Pair("t0", "Write add(a, b).", "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n", [2], [2]),
-    Pair("t1", "Sum a list.", "def s(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
-         "def s(xs):\n    t = 0\n    return t\n", [], [3, 4]),
-    Pair("t2", "Negate.", "def neg(x):\n    return -x\n", "def neg(x):\n    print(x)\n    return x\n", [2, 3], [2]),
-    Pair("t3", "Same.", "x = 1\n", "x = 1\n", [], []),
-    Pair("t4", "Greet.", 'def hi():\n    return "héllo ✓"\n', 'def hi():\n    return "hello"\n', [2], [2]),
-]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from iterpref.bundled import smollm2_dir
-
-    return AutoTokenizer.from_pretrained(smollm2_dir())
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(p.__dict__) + "\n" for p in PAIRS * 2))
-    return path
+from tests.iterpref.conftest import PAIRS
 
 
 def weights(model_dir):
@@ -158,7 +119,10 @@ def test_resume_reproduces_the_uninterrupted_run(pairs_file, tiny_model, tmp_pat
     a, b = weights(full.final_dir), weights(resumed.final_dir)
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
-    losses = lambda r: {x["step"]: x["loss"] for x in r.log_history if "loss" in x}
+
+    def losses(r):
+        return {x["step"]: x["loss"] for x in r.log_history if "loss" in x}
+
     # Only steps 3 and 4 ran after the resume (a rerun from scratch would log step 1 as well).
     logged = [json.loads(line)["step"] for line in resumed.metrics_path.read_text().splitlines()]
     assert [s for s in logged if s <= 4] == [3, 4, 4]  # two step records and the final summary

@@ -8,7 +8,7 @@ import pytest
 
 from iterpref.train import train
 from sandbox.launch import free_port
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer  # noqa: F401 (fixtures)
+from tests.iterpref.test_train import config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import yaml
 
 from iterpref.train import train
 from sandbox.launch import free_port
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer, weights  # noqa: F401 (fixtures)
+from tests.iterpref.test_train import config, weights
 
 ROOT = Path(__file__).resolve().parents[2]
 

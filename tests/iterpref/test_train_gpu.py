@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iterpref.train import train
-from tests.iterpref.test_train import config, pairs_file, tiny_model, tokenizer, weights  # noqa: F401 (fixtures)
+from tests.iterpref.test_train import config, weights
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -12,10 +12,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from sandbox.admission import Admission
 from sandbox.backends.base import Backend
 from sandbox.backends.process import ProcessBackend
 from sandbox.models import RunRequest, RunResult
-from sandbox.admission import Admission
 from sandbox.server import ServiceSettings, create_app
 
 

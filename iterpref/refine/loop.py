@@ -11,18 +11,18 @@ whose last attempt failed with rounds left continues from that attempt, and a li
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from tqdm import tqdm
 
-from iterpref.executor import Executor, ExecutorUnavailable, judge_batch
-from iterpref.extract import extract_code
-from iterpref.feedback import initial_prompt, repair_messages
-from iterpref.records import Attempt, Task, to_json_line
+from iterpref.errors import ConfigError, DataError, ExecutorUnavailable, SamplerError
+from iterpref.executor import Executor, judge_batch
+from iterpref.records import Attempt, Task, from_dict, read_jsonl, to_json_line
+from iterpref.refine.extract import extract_code
+from iterpref.refine.feedback import initial_prompt, repair_messages
 from iterpref.samplers.base import Prompt, Sampler
 from iterpref.tasks import to_request
 from sandbox.models import MAX_TESTS, RunResult, RunStatus
@@ -57,23 +57,15 @@ def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, li
     if repair:
         _repair_torn_tail(path)
     by_task: dict[str, list[Attempt]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.endswith("\n"):
-                break  # a line still being written (or torn by a kill) is not an attempt yet
-            if not line.strip():
-                continue
-            try:
-                attempt = Attempt(**json.loads(line))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not an attempt record ({exc})") from None
-            attempts = by_task.setdefault(attempt.task_id, [])
-            if attempt.round != len(attempts):
-                raise ValueError(
-                    f"{path}:{number}: task {attempt.task_id!r} round {attempt.round} follows "
-                    f"{len(attempts)} earlier attempts; rounds must run 0, 1, 2, ... once each"
-                )
-            attempts.append(attempt)
+    for number, raw in read_jsonl(path, complete_lines_only=True):
+        attempt = from_dict(Attempt, raw, f"{path}:{number}")
+        attempts = by_task.setdefault(attempt.task_id, [])
+        if attempt.round != len(attempts):
+            raise DataError(
+                f"{path}:{number}: task {attempt.task_id!r} round {attempt.round} follows "
+                f"{len(attempts)} earlier attempts; rounds must run 0, 1, 2, ... once each"
+            )
+        attempts.append(attempt)
     return by_task
 
 
@@ -104,9 +96,9 @@ class _State:
         return Prompt(self.task.task_id, self.last.round + 1, repair_messages(self.task, self.last.code, result))
 
 
-def _execute(executor: Executor, requests: list, infra_retries: int) -> list[Optional[RunResult]]:
-    """Results of a batch (see judge_batch); what stays an infra error comes back as None, for a later run."""
-    results = judge_batch(executor, requests, infra_retries)
+def _execute(executor: Executor, requests: list) -> list[Optional[RunResult]]:
+    """Results of a batch (see judge_batch); an infra error comes back as None, for a later run."""
+    results = judge_batch(executor, requests)
     if results and all(r.status != RunStatus.COMPLETED for r in results):
         raise ExecutorUnavailable(f"the executor could not judge any program of a batch: "
                                   f"{results[-1].infra_message or 'infra error'}")
@@ -121,18 +113,16 @@ def refine(
     max_rounds: int = 5,
     *,
     wave_size: int = 256,
-    infra_retries: int = 2,
     progress: bool = True,
-    extract: Callable[[str, Task], str] = lambda reply, task: extract_code(reply, task.entry_point, task.prompt),
 ) -> RefineSummary:
     """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds."""
     if max_rounds < 0:
-        raise ValueError("max_rounds must be 0 or more")
+        raise ConfigError("max_rounds must be 0 or more")
     if not 1 <= wave_size <= MAX_TESTS:
-        raise ValueError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
+        raise ConfigError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
     ids = [task.task_id for task in tasks]
     if len(set(ids)) != len(ids):
-        raise ValueError("task ids repeat; each task must appear once")
+        raise DataError("task ids repeat; each task must appear once")
     out_path = Path(out_path)
     done_before = load_trajectories(out_path, repair=True)
     summary = RefineSummary(tasks=len(tasks))
@@ -158,10 +148,11 @@ def refine(
                 prompts = [state.next_prompt() for state in wave]
                 replies = sampler.generate(prompts)
                 if len(replies) != len(prompts):
-                    raise RuntimeError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
-                codes = [extract(reply, state.task) for reply, state in zip(replies, wave)]
+                    raise SamplerError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
+                codes = [extract_code(reply, state.task.entry_point, state.task.prompt)
+                         for reply, state in zip(replies, wave)]
                 requests = [to_request(state.task, code) for state, code in zip(wave, codes)]
-                results = _execute(executor, requests, infra_retries)
+                results = _execute(executor, requests)
 
                 written, still_active, settled = [], [], 0
                 for state, prompt, reply, code, result in zip(wave, prompts, replies, codes, results):

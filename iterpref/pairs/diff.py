@@ -113,22 +113,12 @@ def _middle_lcs(mid_a: Sequence[Hashable], mid_b: Sequence[Hashable]) -> list[tu
     return pairs
 
 
-def lcs_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int, int]]:
-    """Matched index pairs ``(i, j)`` of one longest common subsequence of ``a`` and ``b``, in order.
+def seq_diff(a: Sequence[Hashable], b: Sequence[Hashable]) -> SeqDiff:
+    """Diff two sequences by exact LCS: what only ``a`` has, what only ``b`` has, and insertion anchors in ``a``.
 
     Common prefix and suffix are matched directly (they are always part of some LCS); the middle is solved by
     an O(n*m) table. Ties prefer matching earlier elements of ``a``, which makes the result deterministic.
     """
-    n, m = len(a), len(b)
-    head, tail = _trim(a, b)
-    pairs = [(k, k) for k in range(head)]
-    pairs.extend((head + i, head + j) for i, j in _middle_lcs(a[head : n - tail], b[head : m - tail]))
-    pairs.extend((n - tail + k, m - tail + k) for k in range(tail))
-    return pairs
-
-
-def seq_diff(a: Sequence[Hashable], b: Sequence[Hashable]) -> SeqDiff:
-    """Diff two sequences by exact LCS: what only ``a`` has, what only ``b`` has, and insertion anchors in ``a``."""
     n, m = len(a), len(b)
     head, tail = _trim(a, b)
     a_only: list[int] = []

@@ -3,7 +3,7 @@
 Masks are built once, at tokenization time, in two pure steps:
 
 1. :func:`error_spans` -- character spans of ``rejected`` that form the error region, from the line-level
-   exact-LCS diff with ``chosen`` (:mod:`iterpref.diff`);
+   exact-LCS diff with ``chosen`` (:mod:`iterpref.pairs.diff`);
 2. :func:`token_mask` -- a token is in the region when its character span (the fast tokenizer's offset
    mapping) overlaps one of those spans.
 
@@ -21,9 +21,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import numpy as np
-
-from iterpref.diff import LineDiff, diff_lines, line_spans, seq_diff, split_lines
+from iterpref.pairs.diff import LineDiff, diff_lines, line_spans, seq_diff, split_lines
 
 MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "none")
 
@@ -31,15 +29,6 @@ Span = tuple[int, int]
 
 # Pieces compared inside a changed hunk in `token` mode: identifiers/numbers, runs of whitespace, single symbols.
 _PIECE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
-
-
-def error_lines(rejected: str, chosen: str, mode: str, context_lines: int = 0) -> list[int]:
-    """1-based rejected lines in the error region for the line-based modes (``line``, ``prefix_suffix``,
-    ``augmented``, ``none``)."""
-    rejected_lines = split_lines(rejected)
-    if mode == "none":
-        return list(range(1, len(rejected_lines) + 1))
-    return _error_lines(diff_lines(rejected_lines, split_lines(chosen)), len(rejected_lines), mode, context_lines)
 
 
 def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int) -> list[int]:
@@ -140,6 +129,9 @@ def token_mask(offsets: Sequence[Span], spans: Sequence[Span]) -> list[bool]:
         offsets: ``(T,)`` list of token character spans, in text order (a fast tokenizer's offset mapping).
         spans: sorted, non-overlapping character spans from :func:`error_spans`.
     """
+    # numpy comes with the train extra; importing it here keeps MASK_MODES importable by the CLI without it.
+    import numpy as np
+
     if not len(offsets):
         return []
     if not spans:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from iterpref.executor import Executor
-from iterpref.pairs import PairSummary, write_pairs
+from iterpref.pairs.build import PairSummary, write_pairs
 from iterpref.records import Pair, Task
 from iterpref.refine import load_trajectories, refine
 from iterpref.samplers.scripted import ScriptedSampler

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iterpref.extract import defines
 from iterpref.records import Task
+from iterpref.refine.extract import defines
 from iterpref.samplers.base import Prompt
 from sandbox.models import RunResult, TestResult, Verdict
 

@@ -14,15 +14,15 @@ candidate, counted under the first that applies:
 from __future__ import annotations
 
 import ast
-import json
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from iterpref.diff import line_diff, split_lines
-from iterpref.records import Attempt, Pair, to_json_line
+from iterpref.errors import ConfigError, DataError, ModelError
+from iterpref.pairs.diff import line_diff, split_lines
+from iterpref.records import Attempt, Pair, to_json_line, write_json
 
 SELECTIONS = ("random", "last", "first")
 FILTERS = ("same_ast", "comment_only", "too_many_lines", "too_long")
@@ -63,7 +63,7 @@ def select_rejected(failing: list[Attempt], how: str, rng: random.Random) -> Att
         return failing[-1]
     if how == "first":
         return failing[0]
-    raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, not {how!r}")
+    raise ConfigError(f"--select must be one of {', '.join(SELECTIONS)}, not {how!r}")
 
 
 def build_pairs(
@@ -79,7 +79,7 @@ def build_pairs(
     """Pairs and the counts behind them. ``prompts`` maps task_id to the pair's prompt text; ``count_tokens``
     (None to skip the length filter) counts a text's tokens."""
     if select not in SELECTIONS:
-        raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, not {select!r}")
+        raise ConfigError(f"--select must be one of {', '.join(SELECTIONS)}, not {select!r}")
     summary = PairSummary(settings={"select": select, "seed": seed, "max_lines": max_lines,
                                     "max_tokens": max_tokens if count_tokens else None})
     drops: Counter[str] = Counter()
@@ -127,13 +127,20 @@ def tokenizer_counter(path: Optional[str] = None) -> Callable[[str], int]:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise ModelError("counting tokens (the too_long filter, --max-tokens) needs transformers: "
+                         "pip install 'iterpref[train]', or pass --max-tokens 0 to skip that filter") from None
 
     if path is None:
         from iterpref.bundled import smollm2_dir
 
         path = str(smollm2_dir())
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a tokenizer from {path}: {exc}") from None
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -143,7 +150,7 @@ def round0_prompts(trajectories: dict[str, list[Attempt]]) -> dict[str, str]:
     for task_id, attempts in trajectories.items():
         users = [m["content"] for m in attempts[0].messages if m.get("role") == "user"]
         if not users:
-            raise ValueError(f"task {task_id!r} round 0 has no user message to use as prompt")
+            raise DataError(f"task {task_id!r} round 0 has no user message to use as prompt")
         prompts[task_id] = users[0]
     return prompts
 
@@ -154,5 +161,5 @@ def write_pairs(trajectories: dict[str, list[Attempt]], pairs_path: str | Path, 
     pairs, summary = build_pairs(trajectories, round0_prompts(trajectories), **build_options)
     with open(pairs_path, "w", encoding="utf-8") as handle:
         handle.writelines(to_json_line(pair) for pair in pairs)
-    Path(summary_path).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_json(summary_path, summary.to_dict())
     return pairs, summary
