@@ -19,8 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +29,7 @@ from typing import Iterator, Optional
 
 from iterpref.errors import ConfigError, ExecutorUnavailable
 from iterpref.records import read_json, read_jsonl, write_json
+from sandbox.launch import docker_problem, start_service
 
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
@@ -99,67 +98,17 @@ def warn(text: str) -> None:
 # ---------------------------------------------------------------- executor
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _docker_problem() -> Optional[str]:
-    """Why the Docker service cannot run here, or None when an engine answers and the runner image exists."""
-    try:
-        import docker
-
-        from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
-
-        client = docker.from_env(timeout=5)
-        client.ping()
-        image = os.environ.get("SANDBOX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE)
-        client.images.get(image)
-        client.close()
-    except Exception as exc:  # no SDK, no engine, no image: all mean the same fallback
-        return f"{exc.__class__.__name__}: {str(exc)[:200]}"
-    return None
-
-
 @contextmanager
 def docker_service(log_path: Path, startup_s: float = 120.0) -> Iterator[str]:
     """Run ``sandbox serve --backend docker`` on a free loopback port until the block ends; yields its URL."""
-    import httpx
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(log_path, "w", encoding="utf-8")
-    command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "docker", "--port", str(port),
-               "--pool-size", "2", "--log-level", "warning"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SANDBOX_TOKEN": ""})
     # A plain `kill` of the demo must still stop the service (and its containers): turn SIGTERM into an exception.
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"`sandbox serve` exited with {process.returncode}: "
-                                   f"{log_path.read_text(errors='replace')[-300:].strip()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"`sandbox serve` was not ready after {startup_s:.0f} s (log: {log_path})")
-            time.sleep(0.5)
-        yield url
+        with start_service("docker", pool_size=2, log_path=log_path, ready_s=startup_s) as service:
+            yield service.url
     finally:
-        process.terminate()  # the service removes its containers on shutdown
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
 
@@ -186,7 +135,7 @@ def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, s
     local_note = ("**Executor: process backend on this machine.** Candidate programs ran as local subprocesses "
                   "with resource limits but without container isolation; use Docker for untrusted models.")
     if choice in ("auto", "docker"):
-        problem = _docker_problem()
+        problem = docker_problem()
         if problem is None:
             with ExitStack() as attempt:
                 try:

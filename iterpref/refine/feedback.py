@@ -12,7 +12,7 @@ from typing import Any
 from iterpref.records import Task
 from iterpref.refine.extract import defines
 from iterpref.samplers.base import Prompt
-from sandbox.models import RunResult, TestResult, Verdict
+from sandbox.models import RunResult, TestResult, Verdict, default_test_id
 
 SYSTEM = "You are an expert Python programmer. Reply with one complete Python program in a ```python block."
 MAX_FAILURES_SHOWN = 3
@@ -86,7 +86,7 @@ def describe_failure(test: TestResult, task_test: dict[str, Any] | None, code_li
 
 def feedback_text(task: Task, code: str, result: RunResult) -> str:
     failing = [t for t in result.tests if t.verdict not in (Verdict.PASS, Verdict.SKIPPED)]
-    by_id = {t.get("id") or f"test_{i}": t for i, t in enumerate(task.tests or [])}
+    by_id = {t.get("id") or default_test_id(i): t for i, t in enumerate(task.tests or [])}
     code_lines = code.splitlines()
     total = len(result.tests)
     head = f"Your code failed {len(failing)} of {total} tests." if total else "Your code produced no test results."

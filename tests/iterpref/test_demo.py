@@ -125,7 +125,7 @@ def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):
         def close(self):
             events.append("closed")
 
-    monkeypatch.setattr(demo, "_docker_problem", lambda: None)
+    monkeypatch.setattr(demo, "docker_problem", lambda: None)
     monkeypatch.setattr(demo, "docker_service", fake_service)
     monkeypatch.setattr(executor_module, "make_executor", lambda spec, workers=None: Fake())
     with pytest.raises(RuntimeError, match="out of memory"):

@@ -299,35 +299,16 @@ def test_a_program_is_sent_only_as_often_as_the_client_retries():
 
 @pytest.mark.timeout(120)
 def test_refine_through_the_http_service(tmp_path, capsys):
-    from sandbox.client import Client
-    from sandbox.launch import free_port
+    from sandbox.launch import start_service
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "sandbox.cli", "serve", "--backend", "process", "--port", str(port),
-               "--log-level", "warning"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = Client(url)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.health()
-                break
-            except Exception:
-                assert time.monotonic() < deadline and server.poll() is None, "sandbox serve did not start"
-                time.sleep(0.2)
-        client.close()
+    with start_service("process") as service:
         tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
         out = tmp_path / "traj.jsonl"
-        assert main(["refine", str(tasks_path), "-o", str(out), "--executor", url, "--sampler", "scripted",
+        assert main(["refine", str(tasks_path), "-o", str(out), "--executor", service.url, "--sampler", "scripted",
                      "--script", str(script_path), "--max-rounds", "2"]) == 0
         assert "3/4 tasks pass" in capsys.readouterr().out
         assert {t: [a.passed for a in atts][-1] for t, atts in load_trajectories(out).items()} == {
             "add": True, "first": True, "echo": True, "never": False}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_readers_ignore_a_line_still_being_written(tmp_path):
