@@ -18,10 +18,14 @@ def _prompts(n):
 class FakeChatServer:
     """A stand-in for an OpenAI-compatible server: echoes the last user message, can fail the first requests."""
 
-    def __init__(self, fail_first=0, fail_status=503, delay_s=0.0):
+    def __init__(self, fail_first=0, fail_status=503, delay_s=0.0, hold_first_until=0):
         self.fail_left = fail_first
         self.fail_status = fail_status
         self.delay_s = delay_s
+        # The first request is answered only once this many are in flight (or after 30 s, so a client that sends
+        # one at a time still ends): concurrency is then observed as an event, whatever the machine's speed.
+        self.hold_first_until = hold_first_until
+        self.enough_in_flight = threading.Event()
         self.requests = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -39,6 +43,11 @@ class FakeChatServer:
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     failing = fake.fail_left > 0
                     fake.fail_left -= failing
+                    first = len(fake.requests) == 1
+                    if fake.in_flight >= fake.hold_first_until:
+                        fake.enough_in_flight.set()
+                if first and fake.hold_first_until:
+                    fake.enough_in_flight.wait(30)
                 time.sleep(fake.delay_s)
                 with fake.lock:
                     fake.in_flight -= 1
@@ -72,7 +81,7 @@ class FakeChatServer:
 
 def test_openai_sampler_keeps_order_sends_params_and_key(monkeypatch):
     monkeypatch.setenv("MY_KEY", "sekret")
-    with FakeChatServer(delay_s=0.05) as server:
+    with FakeChatServer(hold_first_until=2) as server:
         sampler = OpenAISampler(server.url, "tiny", api_key_env="MY_KEY", concurrency=3, temperature=0.2,
                                 max_tokens=64, seed=7)
         replies = sampler.generate(_prompts(10))

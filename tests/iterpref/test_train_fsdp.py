@@ -45,7 +45,7 @@ def cpu_variant(config_path: Path, out: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(600)  # a hang guard: two training processes on a loaded 2-core machine
 def test_fsdp_config_shards_on_cpu_and_matches_one_process_with_the_same_global_batch(pairs_file, tiny_model,
                                                                                        tmp_path):
     from transformers import AutoModelForCausalLM
@@ -59,7 +59,7 @@ def test_fsdp_config_shards_on_cpu_and_matches_one_process_with_the_same_global_
            "--main_process_port", str(free_port()), str(launcher),
            "--pairs", str(pairs_file), "--model", str(tiny_model), "--output", str(out),
            "--max-steps", "3", "--lr", "1e-2", "--batch-size", "1", "--warmup-ratio", "0", "--no-progress"]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=140)
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # A sharded checkpoint proves FSDP ran (DDP would write one optimizer.pt).
     checkpoint = out / "checkpoint-3"
@@ -85,7 +85,7 @@ def test_fsdp_config_shards_on_cpu_and_matches_one_process_with_the_same_global_
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(600)  # a hang guard: two training processes on a loaded 2-core machine
 def test_deepspeed_zero3_config_runs_on_cpu_and_matches_one_process(pairs_file, tiny_model, tmp_path):
     pytest.importorskip("deepspeed")
     from transformers import AutoModelForCausalLM
@@ -101,7 +101,7 @@ def test_deepspeed_zero3_config_runs_on_cpu_and_matches_one_process(pairs_file, 
            "--main_process_port", str(free_port()), "-m", "iterpref.train",
            "--pairs", str(pairs_file), "--model", str(tiny_model), "--output", str(out),
            "--max-steps", "2", "--lr", "1e-2", "--batch-size", "1", "--warmup-ratio", "0", "--no-progress"]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=140)
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # ZeRO partitions: one model/optimiser state file per rank.
     assert len(list((out / "checkpoint-2").glob("global_step2/zero_pp_rank_*_optim_states.pt"))) == 2
