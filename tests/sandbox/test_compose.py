@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backends.reaper import ROLE_LABEL, RUNNER_ROLE
+from sandbox.backends.reaper import OWNER_PROCESS_LABEL, ROLE_LABEL, RUNNER_ROLE
 from sandbox.client import Client
 from sandbox.launch import free_port
 from sandbox.models import RunRequest
@@ -20,9 +20,16 @@ OFFLINE_BASE = "iterpref/debian-python:bookworm"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _runner_containers(client) -> set[str]:
+def _runner_containers(client, namespace: str) -> list[dict]:
+    """Runner containers made by the executor whose PID namespace is ``namespace``: other executors may share the
+    engine (replicas, other test runs), and their containers are theirs to remove."""
     # The low-level listing: the high-level one inspects each container and fails on one removed meanwhile.
-    return {c["Id"] for c in client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})}
+    listed = client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})
+    return [c for c in listed if f"|{namespace}|" in c["Labels"].get(OWNER_PROCESS_LABEL, "")]
+
+
+def _pid_namespace(client, container: str) -> str:
+    return os.readlink(f"/proc/{client.api.inspect_container(container)['State']['Pid']}/ns/pid")
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +72,11 @@ def _compose(env: dict, project: str, *args: str, timeout: float = 300) -> subpr
 @pytest.mark.timeout(420)
 def test_compose_up_serves_runs_over_http_and_down_leaves_nothing(compose_env):
     client, env, project, port = compose_env
-    before = _runner_containers(client)
+    namespace = None
     try:
         up = _compose(env, project, "up", "-d", "--build", "--wait", "--wait-timeout", "120")
         assert up.returncode == 0, up.stderr[-3000:]
+        namespace = _pid_namespace(client, f"{project}-executor-1")
         mounts = client.containers.get(f"{project}-executor-1").attrs["Mounts"]
         assert [m["Destination"] for m in mounts] == ["/var/run/docker.sock"]
         with Client(f"http://127.0.0.1:{port}", token="compose-test") as executor:
@@ -82,11 +90,10 @@ def test_compose_up_serves_runs_over_http_and_down_leaves_nothing(compose_env):
             assert [r.passed for r in results] == [True, False, True]
             assert executor.run(good).passed  # still serving after the hostile program
         # Runner containers carry no mounts at all (the socket stays with the executor).
-        runners = client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={RUNNER_ROLE}"})
-        fresh = [c for c in runners if c["Id"] not in before]
-        assert fresh and all(c["Mounts"] == [] for c in fresh)
+        runners = _runner_containers(client, namespace)
+        assert runners and all(c["Mounts"] == [] for c in runners)
     finally:
         down = _compose(env, project, "down", "--timeout", "30")
     assert down.returncode == 0, down.stderr[-2000:]
     assert client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
-    assert _runner_containers(client) <= before, "the executor left runner containers behind"
+    assert namespace and _runner_containers(client, namespace) == [], "the executor left runner containers behind"
