@@ -4,15 +4,21 @@ bytes; the key covers everything that decides a result; hits and misses are coun
 
 from __future__ import annotations
 
+import os
 import time
 
+import docker
 import pytest
 from fastapi.testclient import TestClient
 
 import sandbox.server
 from sandbox.backends.base import Backend
+from sandbox.backends.docker import DockerBackend, DockerSettings
+from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE, ContainerSpec
 from sandbox.backends.process import ProcessBackend
-from sandbox.cache import ENTRY_OVERHEAD_BYTES, ResultCache, request_key
+from sandbox.cache import ENTRY_OVERHEAD_BYTES, ResultCache, request_key, runner_identity
+from sandbox.client import Client
+from sandbox.launch import start_service
 from sandbox.models import RunRequest, RunResult
 from sandbox.server import ServiceSettings, create_app
 from tests.sandbox.test_metrics import value
@@ -233,3 +239,25 @@ def test_a_cache_needs_room():
         ResultCache(max_bytes=0)
     with pytest.raises(ValueError):
         ResultCache(max_bytes=100, max_entries=0)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("needs_docker")
+def test_the_docker_service_answers_a_repeat_from_the_cache_and_keys_on_the_runner_image():
+    image = os.environ.get("SANDBOX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE)
+    engine = docker.from_env()
+    try:
+        image_id = engine.images.get(image).id
+    finally:
+        engine.close()
+    with start_service("docker", pool_size=1, cache_mb=8, image=image) as service, Client(service.url) as client:
+        request = RunRequest(**program(0))
+        first, second = client.run(request), client.run(request)
+        batch = client.run_batch([RunRequest(**program(1)), RunRequest(**program(1))])
+        text = client._http.get("/metrics").text
+    assert first.passed and not first.cached and second.cached
+    assert second.model_copy(update={"cached": False}) == first
+    assert [r.cached for r in batch] == [False, True] and not batch[0].passed
+    assert value(text, "sandbox_cache_hits_total") == 2 and value(text, "sandbox_cache_misses_total") == 2
+    # The key holds the image's id, so an image rebuilt under the same tag does not answer from old entries.
+    assert image_id in runner_identity(DockerBackend(DockerSettings(spec=ContainerSpec(image=image))))
