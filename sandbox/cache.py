@@ -26,6 +26,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
+from pydantic_core import PydanticSerializationError
+
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
 
 # Bytes counted per entry beyond its JSON: the key, the dict slot and the bytes object's header, rounded up.
@@ -106,7 +108,10 @@ class ResultCache:
         """Keep ``result`` if it may be kept and fits; whether it was kept."""
         if not cacheable(result):
             return False
-        data = result.model_copy(update={"cached": False}).model_dump_json().encode()
+        try:
+            data = result.model_copy(update={"cached": False}).model_dump_json().encode()
+        except (PydanticSerializationError, UnicodeError):  # e.g. a lone surrogate echoed from the request
+            return False
         size = len(data) + ENTRY_OVERHEAD_BYTES
         if size > self.max_entry_bytes:
             return False

@@ -10,6 +10,8 @@ import time
 import docker
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sandbox.server
 from sandbox.backends.base import Backend
@@ -261,3 +263,50 @@ def test_the_docker_service_answers_a_repeat_from_the_cache_and_keys_on_the_runn
     assert value(text, "sandbox_cache_hits_total") == 2 and value(text, "sandbox_cache_misses_total") == 2
     # The key holds the image's id, so an image rebuilt under the same tag does not answer from old entries.
     assert image_id in runner_identity(DockerBackend(DockerSettings(spec=ContainerSpec(image=image))))
+
+
+def test_a_result_that_cannot_be_written_as_json_is_not_kept_and_does_not_fail():
+    cache = ResultCache(max_bytes=2**20)
+    odd = RunResult.model_validate({"status": "completed", "tests": [{"id": "t\udcff", "verdict": "pass"}]})
+    assert not cache.put(key(0), odd) and len(cache) == 0
+
+
+_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                     max_size=3), max_leaves=5)
+_bodies = st.fixed_dictionaries(
+    {"code": st.sampled_from(["def f(x):\n    return x\n", "import random\nprint(random.random())\n", "x = (",
+                              "def f(x):\n    raise ValueError(x)\n"]) | st.text(max_size=20),
+     "tests": st.lists(st.one_of(
+         st.fixed_dictionaries({"kind": st.just("assert"), "code": st.sampled_from(["assert f(1) == 1", "1/0"])}),
+         st.fixed_dictionaries({"kind": st.just("call"), "entry_point": st.just("f"),
+                                "args": st.lists(_values, min_size=1, max_size=1), "expected": _values}),
+         st.fixed_dictionaries({"kind": st.just("stdio"), "stdin": st.text(max_size=8),
+                                "expected_stdout": st.text(max_size=8)})), min_size=1, max_size=2)},
+    optional={"limits": st.fixed_dictionaries({"time_s": st.floats(0.5, 2)}), "fail_fast": st.booleans(),
+              "unknown": _values},
+)
+
+
+@pytest.fixture(scope="module")
+def cached_app():
+    with TestClient(create_app(ProcessBackend(workers=2), CACHE), raise_server_exceptions=False) as client:
+        yield client
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(body=_bodies)
+def test_whatever_the_body_a_hit_is_the_first_answer_and_nothing_fails(cached_app, body):
+    """Hostile and odd bodies through the cache: never a 5xx; a cached answer is exactly the one it copies, and
+    only a completed run without a timeout is ever answered from memory across requests."""
+    first = cached_app.post("/v1/batch", json={"runs": [body, body]})
+    assert first.status_code < 500, first.text[:300]
+    if first.status_code != 200:
+        return
+    original, copy = first.json()["results"]
+    assert copy == {**original, "cached": True}
+    again = cached_app.post("/v1/runs", json=body).json()
+    kept = original["status"] == "completed" and not original["counts"].get("timeout")
+    assert again["cached"] is kept
+    if kept:
+        assert again == {**original, "cached": True}
