@@ -191,7 +191,11 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
         # A runner rebuilt or edited while serving gives other results: its old entries must not answer.
         while True:
             await asyncio.sleep(IDENTITY_REFRESH_S)
-            now = await asyncio.to_thread(runner_identity, backend)
+            try:
+                now = await asyncio.to_thread(runner_identity, backend)
+            except Exception as exc:  # keep refreshing: a stale identity would keep stale entries
+                event(log, "cache_identity_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                continue
             if now != identity[0]:
                 identity[0] = now
                 if cache is not None:
@@ -304,7 +308,7 @@ def create_app(backend: Backend, settings: Optional[ServiceSettings] = None) -> 
                 # An infra_error is no answer to share as cached: the copy carries it as it is, to be retried.
                 answer = ran if ran.status == RunStatus.INFRA_ERROR else ran.model_copy(update={"cached": True})
             results.append(answer)
-        metrics.observe_cache(hits=len(runs) - len(todo), misses=len(todo))
+        metrics.observe_cache(hits=sum(r.cached for r in results), misses=len(todo))
         return results
 
     async def execute(request: Request, runs: list[RunRequest]) -> list[RunResult]:
