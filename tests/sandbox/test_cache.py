@@ -4,6 +4,7 @@ bytes; the key covers everything that decides a result; hits and misses are coun
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -20,6 +21,7 @@ from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE, ContainerSpec
 from sandbox.backends.process import ProcessBackend
 from sandbox.cache import ENTRY_OVERHEAD_BYTES, ResultCache, request_key, runner_identity
 from sandbox.client import Client
+from sandbox.commands import serve
 from sandbox.launch import start_service
 from sandbox.models import RunRequest, RunResult
 from sandbox.server import ServiceSettings, create_app
@@ -310,3 +312,13 @@ def test_whatever_the_body_a_hit_is_the_first_answer_and_nothing_fails(cached_ap
     assert again["cached"] is kept
     if kept:
         assert again == {**original, "cached": True}
+
+
+def test_serve_flags_set_and_refuse_the_cache_bound():
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    default = parser.parse_args(["serve"])
+    assert default.cache_mb == 0 and default.cache_entries == 10_000 and serve.bad_arguments(default) is None
+    assert serve.bad_arguments(parser.parse_args(["serve", "--cache-mb", "256", "--cache-entries", "5"])) is None
+    assert "--cache-mb" in (serve.bad_arguments(parser.parse_args(["serve", "--cache-mb", "-1"])) or "")
+    assert "--cache-entries" in (serve.bad_arguments(parser.parse_args(["serve", "--cache-entries", "0"])) or "")
