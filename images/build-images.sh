@@ -10,10 +10,21 @@ runner_image=${RUNNER_IMAGE:-iterpref/sandbox-runner:latest}
 executor_image=${EXECUTOR_IMAGE:-iterpref/sandbox-executor:latest}
 python=${PYTHON:-python3}
 
-# Wheels for the image's Python (3.11 on Debian bookworm and python:3.11-slim), not the host's.
+# Whether DIR holds a wheel for every PACKAGE (names only; a version specifier is ignored).
+has_wheels() {  # has_wheels DIR PACKAGE...
+    local dir=$1 name; shift
+    for spec in "$@"; do
+        name=$(printf '%s' "${spec%%[<>=!~ ]*}" | tr 'A-Z-' 'a-z_')
+        ls "$dir" 2>/dev/null | tr 'A-Z-' 'a-z_' | grep -q "^${name}_[0-9]" || return 1
+    done
+}
+# Wheels for the image's Python (3.11 on Debian bookworm and python:3.11-slim), not the host's. A finished
+# wheelhouse (.complete) is reused when it holds a wheel for every package asked for: one brought to an
+# air-gapped host is kept, and one from before a dependency was added is fetched again instead of failing the
+# offline build.
 fetch() {  # fetch DIR PACKAGE...
     local dir=$1; shift
-    if [ -f "$dir/.complete" ]; then return; fi
+    if [ -f "$dir/.complete" ] && has_wheels "$dir" "$@"; then return; fi
     rm -rf "$dir"; mkdir -p "$dir"
     "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
@@ -24,7 +35,7 @@ fetch() {  # fetch DIR PACKAGE...
 echo "build-images: wheelhouses in images/wheels"
 fetch "$here/wheels/runner" "pytest>=8"
 fetch "$here/wheels/executor" "pydantic>=2.5" "fastapi>=0.110" "uvicorn>=0.27" "httpx>=0.26" "docker>=7.0" \
-    uvloop httptools  # uvicorn uses them when present: a faster event loop and HTTP parser
+    "prometheus_client>=0.17" uvloop httptools  # uvicorn uses them when present: a faster event loop and HTTP parser
 
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE=iterpref/debian-python:bookworm

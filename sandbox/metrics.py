@@ -1,101 +1,98 @@
-"""Prometheus metrics for the service, in the text exposition format (no client library needed).
+"""Prometheus metrics for the service, through ``prometheus_client``; each application has its own registry.
 
-Counters and a histogram, updated per request: sandbox_requests_total{endpoint,code},
-sandbox_request_seconds{endpoint} (histogram), sandbox_runs_total{status}, sandbox_verdicts_total{verdict},
-sandbox_rejected_total (429 answers). Gauges, read at scrape time (registered in sandbox/server.py):
-sandbox_queue_runs (programs admitted), sandbox_queue_capacity_runs, sandbox_waiting_runs (in line for
-admission), sandbox_ready (0 or 1), and for the docker backend sandbox_pool_containers{state}.
+Every label value comes from a bounded set the service chooses (a route template, a status code, a status or
+verdict name), never from request data: a caller can neither write text into /metrics nor grow it.
+
+Updated per request:
+    sandbox_requests_total{endpoint,code}   answers by route template ("/v1/runs", ...; "unmatched" for a path
+                                            that matched no route) and HTTP status
+    sandbox_request_seconds{endpoint}       histogram of the time to answer, same endpoint label
+    sandbox_rejected_total                  429 answers (queue full)
+    sandbox_runs_total{status}              programs answered, by RunStatus (cache hits included)
+    sandbox_verdicts_total{verdict}         tests answered, by verdict (cache hits included)
+    sandbox_cache_hits_total                programs answered from the result cache (or as a copy of a duplicate
+                                            in the same batch) instead of being run
+    sandbox_cache_misses_total              programs looked up in the cache and run
+Read at scrape time (registered in sandbox/server.py):
+    sandbox_queue_runs, sandbox_queue_capacity_runs, sandbox_waiting_runs, sandbox_ready (0 or 1),
+    sandbox_pool_containers{state} (docker backend), sandbox_cache_entries, sandbox_cache_bytes,
+    sandbox_cache_capacity_bytes (when the cache is on).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import defaultdict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from sandbox.models import RunResult
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The endpoint label of a request whose path matched no route: unknown paths must not become label values.
+UNMATCHED = "unmatched"
+
+# A gauge read at scrape time: label names, and a function returning {label values: value}.
+GaugeRead = Callable[[], dict[tuple[str, ...], float]]
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(f'{k}="{v}"' for k, v in pairs)
-    return "{" + body + "}" if body else ""
+class _LiveGauges(Collector):
+    """Gauges whose values are read when /metrics is scraped (queue, pool, cache), not pushed on every change."""
 
+    def __init__(self) -> None:
+        self.gauges: dict[str, tuple[str, tuple[str, ...], GaugeRead]] = {}
 
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
-
-    def lines(self, name: str, labels: tuple[tuple[str, str], ...]) -> list[str]:
-        out, cumulative = [], 0
-        for bound, count in zip(self.buckets, self.counts):
-            cumulative += count
-            out.append(f"{name}_bucket{_labels(labels + (('le', repr(bound)),))} {cumulative}")
-        out.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {self.n}")
-        out.append(f"{name}_sum{_labels(labels)} {self.total}")
-        out.append(f"{name}_count{_labels(labels)} {self.n}")
-        return out
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (help_text, labels, read) in sorted(self.gauges.items()):
+            family = GaugeMetricFamily(name, help_text, labels=list(labels))
+            for values, value in sorted(read().items()):
+                family.add_metric(list(values), value)
+            yield family
 
 
 class Metrics:
-    """Counters and histograms updated by the request handlers; gauges are read live at scrape time."""
+    """The service's metrics, in a registry of their own (several applications in one process do not clash)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
-        self.latency: dict[str, Histogram] = defaultdict(Histogram)
-        self.runs: dict[str, int] = defaultdict(int)
-        self.verdicts: dict[str, int] = defaultdict(int)
-        self.rejected = 0
-        self.gauges: dict[str, Callable[[], dict[tuple[tuple[str, str], ...], float]]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("sandbox_requests", "HTTP answers by route template and status code",
+                                ["endpoint", "code"], registry=r)
+        self.latency = Histogram("sandbox_request_seconds", "Seconds to answer a request, by route template",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.rejected = Counter("sandbox_rejected", "Requests answered 429 (queue full)", registry=r)
+        self.runs = Counter("sandbox_runs", "Programs answered, by status", ["status"], registry=r)
+        self.verdicts = Counter("sandbox_verdicts", "Tests answered, by verdict", ["verdict"], registry=r)
+        self.cache_hits = Counter("sandbox_cache_hits", "Programs answered without running them (result cache, or "
+                                  "a duplicate in the same batch)", registry=r)
+        self.cache_misses = Counter("sandbox_cache_misses", "Programs looked up in the result cache and run",
+                                    registry=r)
+        self._gauges = _LiveGauges()
+        r.register(self._gauges)
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(endpoint, code)] += 1
-            self.latency[endpoint].observe(seconds)
-            if code == 429:
-                self.rejected += 1
+        """``endpoint`` must be a route template or ``UNMATCHED``, never a raw path."""
+        self.requests.labels(endpoint, str(code)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        if code == 429:
+            self.rejected.inc()
 
-    def observe_results(self, results: list[RunResult]) -> None:
-        with self._lock:
-            for result in results:
-                self.runs[result.status.value] += 1
-                for verdict, count in result.counts.items():
-                    self.verdicts[getattr(verdict, "value", verdict)] += count
+    def observe_results(self, results: Iterable[RunResult]) -> None:
+        for result in results:
+            self.runs.labels(result.status.value).inc()
+            for verdict, count in result.counts.items():
+                self.verdicts.labels(getattr(verdict, "value", verdict)).inc(count)
 
-    def gauge(self, name: str, read: Callable[[], dict[tuple[tuple[str, str], ...], float]]) -> None:
-        """Register a gauge family read at scrape time: ``read()`` maps label tuples to values."""
-        self.gauges[name] = read
+    def observe_cache(self, hits: int, misses: int) -> None:
+        if hits:
+            self.cache_hits.inc(hits)
+        if misses:
+            self.cache_misses.inc(misses)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            lines.append("# TYPE sandbox_requests_total counter")
-            for (endpoint, code), n in sorted(self.requests.items()):
-                lines.append(f"sandbox_requests_total{_labels((('endpoint', endpoint), ('code', str(code))))} {n}")
-            lines.append("# TYPE sandbox_request_seconds histogram")
-            for endpoint, histogram in sorted(self.latency.items()):
-                lines.extend(histogram.lines("sandbox_request_seconds", (("endpoint", endpoint),)))
-            lines.append("# TYPE sandbox_runs_total counter")
-            for status, n in sorted(self.runs.items()):
-                lines.append(f"sandbox_runs_total{_labels((('status', status),))} {n}")
-            lines.append("# TYPE sandbox_verdicts_total counter")
-            for verdict, n in sorted(self.verdicts.items()):
-                lines.append(f"sandbox_verdicts_total{_labels((('verdict', verdict),))} {n}")
-            lines.append("# TYPE sandbox_rejected_total counter")
-            lines.append(f"sandbox_rejected_total {self.rejected}")
-        for name, read in sorted(self.gauges.items()):
-            lines.append(f"# TYPE {name} gauge")
-            for labels, value in sorted(read().items()):
-                lines.append(f"{name}{_labels(labels)} {value}")
-        return "\n".join(lines) + "\n"
+    def gauge(self, name: str, read: GaugeRead, labels: tuple[str, ...] = (), help_text: str = "") -> None:
+        """Register a gauge family read at scrape time: ``read()`` maps label values (in ``labels`` order) to values."""
+        self._gauges.gauges[name] = (help_text or name, labels, read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

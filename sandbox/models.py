@@ -188,6 +188,10 @@ class RunResult(_Strict):
     counts: dict[Verdict, int] = Field(default_factory=dict)
     tests: list[TestResult] = Field(default_factory=list)
     duration_ms: float = 0.0
+    cached: bool = Field(
+        False, description="The service answered from its result cache (an identical request, or a duplicate in the "
+        "same batch, was run) instead of running the program again.",
+    )
 
     @classmethod
     def infra_error(cls, message: str, *, retryable: bool) -> "RunResult":

@@ -8,6 +8,7 @@ import os
 import sys
 
 from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+from sandbox.cache import DEFAULT_MAX_ENTRIES
 from sandbox.models import TOKEN_ENV
 
 
@@ -32,17 +33,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="programs run at once per container (docker) or per batch (process); 0: one per CPU")
     parser.add_argument("--queue", type=int, default=2000,
                         help="programs waiting or running before requests are answered 429")
+    parser.add_argument("--cache-mb", type=float, default=0,
+                        help="memory for the result cache, MiB: a program identical to one answered recently (same "
+                        "code, tests, limits, runner) is answered from it, marked cached; 0 (default): no cache")
+    parser.add_argument("--cache-entries", type=int, default=DEFAULT_MAX_ENTRIES,
+                        help=f"most results the cache keeps (default {DEFAULT_MAX_ENTRIES})")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=run)
 
 
 def bad_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags, in one line, or None."""
-    for name in ("pool_size", "queue", "memory_mb", "pids_limit"):
+    for name in ("pool_size", "queue", "memory_mb", "pids_limit", "cache_entries"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
     if args.cpus <= 0:
         return f"--cpus must be positive, got {args.cpus}"
+    if args.cache_mb < 0:
+        return f"--cache-mb must be 0 (no cache) or more, got {args.cache_mb}"
     if args.workers < 0:
         return f"--workers must be 0 (auto) or more, got {args.workers}"
     if not 0 < args.port < 65536:
@@ -79,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"sandbox serve: {exc}", file=sys.stderr)
             return 2
-    app = create_app(backend, ServiceSettings(queue_capacity_runs=args.queue))
+    app = create_app(backend, ServiceSettings(queue_capacity_runs=args.queue, cache_bytes=int(args.cache_mb * 2**20),
+                                              cache_entries=args.cache_entries))
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     except KeyboardInterrupt:
