@@ -1863,7 +1863,7 @@ def _prepare_job(run: dict) -> dict:
         for test in tests:
             kind = test.get("kind", "assert")
             if kind == "assert":
-                safe.append({"kind": kind, "code": str(test["code"])})
+                safe.append({"kind": kind, "code": str(test["code"]), "setup": str(test.get("setup") or "")})
             elif kind == "call":
                 safe.append({"kind": kind, "entry_point": str(test["entry_point"]),
                              "args": list(test.get("args") or []), "kwargs": dict(test.get("kwargs") or {})})
