@@ -227,6 +227,11 @@ CASES = [
                                          "        socket.socket(fileno=os.dup(fd)).close()\n        os.close(fd)\n"
                                          "    except OSError:\n        pass\nreturn 42"),
          ("error",)),  # closing its end of the checker's socket: the checker sees the candidate gone (CandidateDied)
+    # 42 only if it could ptrace-attach to any process but itself (its checker, the harness, a neighbour).
+    Case("trace_every_process", _fn("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                                    "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+                                    "return 42 if any(libc.ptrace(16, p, 0, 0) == 0 for p in others) else 41"),
+         ("fail",)),
     # The second test passes only if the first one's call is still in ``state``: tests must be independent.
     Case("depends_on_test_order", "state = []\ndef answer():\n    state.append(1)\n    return 41 + len(state)\n",
          ("pass", "fail"), tests=(ANSWER[0], {"kind": "assert", "code": "assert answer() == 43"})),

@@ -143,7 +143,8 @@ def _docker_service():
         pytest.fail(stale)
     from sandbox.backends.docker import DockerBackend, DockerSettings
 
-    return DockerBackend(DockerSettings(pool_size=2))
+    # Two workers per container: the neighbour test needs two programs of one batch running at once in one.
+    return DockerBackend(DockerSettings(pool_size=2, workers_per_container=2))
 
 
 BACKENDS = {"process": _process_service, "docker": _docker_service}
