@@ -2105,31 +2105,34 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose_python() -> None:
-    """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home) is
-    covered by an empty tmpfs with only the interpreter's prefixes bound back in, which also hides the rest."""
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _expose_python() -> list[tuple[str, int]]:
+    """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home, or
+    pytest's 0700 folders under /tmp) is covered by an empty tmpfs and only the interpreter's prefixes are bound
+    back in, which also hides the rest. Each prefix is held open (O_PATH) before anything covers it and bound
+    from that descriptor; returns (prefix, descriptor) pairs for ``_bind_prefixes``. Closed folders under /tmp
+    are not covered here: the private /tmp covers them wholesale later."""
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
-    moves: list[tuple[str, str]] = []
-    for prefix in prefixes:
-        closed = _closed_ancestor(prefix)
-        if closed:
-            moves.append((prefix, closed))
-    if not moves:
-        return
-    _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging, root only
-    staged = []
-    for number, (prefix, _closed) in enumerate(moves):
-        stage = os.path.join(CONFINED_TMP, str(number))
-        os.mkdir(stage)
-        _mount(prefix, stage, None, MS_BIND | MS_REC)
-        staged.append(stage)
-    for closed in sorted({closed for _prefix, closed in moves}):
-        _mount("tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for (prefix, _closed), stage in zip(moves, staged):
+    closed = {prefix: _closed_ancestor(prefix) for prefix in prefixes}
+    # Under /tmp even an open prefix needs binding back: the private /tmp would hide it.
+    held = [(prefix, os.open(prefix, os.O_PATH | os.O_DIRECTORY)) for prefix in prefixes
+            if closed[prefix] or _under(prefix, CONFINED_TMP)]
+    for folder in sorted({folder for folder in closed.values() if folder and not _under(folder, CONFINED_TMP)}):
+        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    return held
+
+
+def _bind_prefixes(held: list[tuple[str, int]], read_only: bool) -> None:
+    """Bind each held prefix back at its own path (``read_only``: and remount that bind read-only)."""
+    for prefix, fd in held:
         os.makedirs(prefix, mode=0o755, exist_ok=True)
-        _mount(stage, prefix, None, MS_MOVE)
-    if _libc.umount2(os.fsencode(CONFINED_TMP), 2) != 0:  # MNT_DETACH: the empty staging tmpfs goes away
-        raise OSError(ctypes.get_errno(), "umount staging tmpfs")
+        _mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
+        if read_only:
+            _mount(None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
 
 
 def _confine() -> str:
@@ -2140,7 +2143,9 @@ def _confine() -> str:
     if os.getpid() != 1 or os.geteuid() != 0:
         raise OSError("--confine needs root as pid 1 of fresh PID and mount namespaces (unshare --mount-proc)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here may propagate to the host
-    _expose_python()
+    held = _expose_python()
+    in_tmp = [(prefix, fd) for prefix, fd in held if _under(prefix, CONFINED_TMP)]
+    _bind_prefixes([(prefix, fd) for prefix, fd in held if not _under(prefix, CONFINED_TMP)], read_only=False)
     for point, options in _mounts():
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         for name, flag in _KEPT_MOUNT_FLAGS.items():
@@ -2158,6 +2163,9 @@ def _confine() -> str:
            f"size={CONFINED_TMPFS_MB}m,mode=0700,uid={uid},gid={uid}")
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size=64m,mode=0700,uid={uid},gid={uid}")
+    _bind_prefixes(in_tmp, read_only=True)  # an interpreter under /tmp (a venv in a test's tmp_path), read-only
+    if not all(_read_only(prefix) for prefix, _fd in in_tmp):
+        raise OSError("could not make the interpreter's folders under /tmp read-only")
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
