@@ -569,3 +569,22 @@ def test_an_image_with_another_guard_protocol_is_refused_with_advice(docker_clie
         pytest.skip(f"{other} not built")
     with pytest.raises(RuntimeError, match="protocol.*build-images.sh"):
         ContainerPool(ContainerSpec(image=other), 1).check_engine_and_image()
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_every_program_and_every_checker_runs_under_a_uid_of_its_own(backend):
+    # RLIMIT_NPROC counts per uid across the host: one uid shared by all containers let a fork bomb in one make
+    # fork fail in every other. Each program (and each test's checker) now has a fresh unprivileged uid.
+    code = "import os\ndef ids():\n    return os.getresuid() + os.getresgid()\n"
+    test = ("import os\nmine = os.getresuid() + os.getresgid()\ntheirs = ids()\n"
+            "assert len(set(mine)) == 1 and len(set(theirs)) == 1 and mine != theirs\n"
+            "assert min(mine + theirs) >= 1_000_000 and os.getgroups() == []\n"
+            "print(mine[0], theirs[0])")
+    results = run(backend, *[req(code, [{"kind": "assert", "code": test}] * 2) for _ in range(3)])
+    assert all(r.passed for r in results), [r.tests for r in results]
+    uids = [int(uid) for r in results for t in r.tests for uid in t.stdout.split()]
+    assert len(uids) == 12
+    checkers, candidates = uids[0::2], uids[1::2]
+    assert len(set(checkers)) == 6  # a fresh one per test
+    assert len(set(candidates)) == 3 and set(candidates).isdisjoint(checkers)  # one per program
