@@ -1088,7 +1088,7 @@ class _Remote:
     __contains__ = _refuse
 
 
-def _test_names(sources: Sequence[str]) -> list[str]:
+def _test_names(codes: Sequence[types.CodeType]) -> list[str]:
     """Every name the test code (or its setup) could look up: the candidate is asked for these only."""
     found: set[str] = set()
 
@@ -1098,37 +1098,89 @@ def _test_names(sources: Sequence[str]) -> list[str]:
             if isinstance(const, types.CodeType):
                 walk(const)
 
-    for source, filename in zip(sources, (SETUP_CODE, TEST_CODE)):
-        walk(compile(source, filename, "exec"))
+    for code in codes:
+        walk(code)
     return sorted(name for name in found if not (name.startswith("__") and name.endswith("__")))
 
 
-def _checker_main(test: dict, limits: dict, token: bytes, sock_fd: int, res_fd: int, out_fd: int, err_fd: int,
-                  workdir: str) -> None:
-    """Run one assert test against the candidate's process and report; never returns."""
+class _BlankChecker:
+    """A checker forked ahead of its test (while the supervisor waits, or once the previous test's result is out),
+    which makes itself ready and blocks until it is handed a test: the fork and that set-up stay off the test's
+    path. It holds nothing of any program until then, so an unused one may serve the next program."""
+
+    def __init__(self) -> None:
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.ctl.close()
+                _checker_main(theirs.fileno())
+            finally:
+                os._exit(70)
+        theirs.close()
+
+    def start(self, test: dict, limits: dict, token: bytes, fds: tuple[int, int, int, int], workdir: str) -> bool:
+        """Hand over the test and its descriptors (the socket to the candidate, the report pipe, stdout, stderr);
+        False if this checker is already gone (killed with the leftovers of a test)."""
+        body = marshal.dumps((test, limits, token, workdir))
+        try:
+            self.ctl.sendmsg([len(body).to_bytes(4, "big")], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+                b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)))])
+            self.ctl.sendall(body)
+            return True
+        except OSError:
+            return False
+        finally:
+            self.ctl.close()
+
+    def discard(self) -> None:
+        self.ctl.close()  # it reads end-of-input and exits; the supervisor's kill loop reaps it
+
+
+def _checker_main(ctl_fd: int) -> None:
+    """Get ready, wait for one assert test on ``ctl_fd``, run it against the candidate's process and report;
+    never returns."""
     code = 70
     try:
         _prctl(PR_SET_DUMPABLE, 0)  # the candidate may share our uid: it must not trace us or read our memory
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        _keep_only_fds({sock_fd, res_fd})
-        os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
+        _keep_only_fds({ctl_fd})
         # Neither the runner's directory nor the candidate's work directory may supply a module to the test.
         sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
-        _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
         _set_rlimit(resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT)
         _set_rlimit(resource.RLIMIT_CORE, 0)
+        _switch_uid("checker")
+        order = socket.socket(fileno=ctl_fd)
+        head, ancillary, _flags, _addr = order.recvmsg(4, socket.CMSG_SPACE(4 * 4))
+        if len(head) != 4:
+            os._exit(0)  # discarded unused
+        fds = [int.from_bytes(raw[i : i + 4], sys.byteorder) for _level, _kind, raw in ancillary
+               for i in range(0, len(raw) - len(raw) % 4, 4)]
+        body = _read_exact(ctl_fd, int.from_bytes(head, "big"))
+        order.close()
+        if body is None or len(fds) != 4:
+            os._exit(70)
+        test, limits, token, workdir = marshal.loads(body)
+        sock_fd, res_fd, out_fd, err_fd = fds
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in (out_fd, err_fd):
+            os.close(fd)
+        os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
+        _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
         sys.stdout = io.open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = io.open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        _switch_uid("checker")
         code = 0
     except BaseException:  # noqa: BLE001
         os._exit(code)
 
     def report(*payload) -> None:
+        try:
+            os.close(sock_fd)  # the candidate's side sees the end and exits while we report
+        except OSError:
+            pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -1143,9 +1195,11 @@ def _checker_main(test: dict, limits: dict, token: bytes, sock_fd: int, res_fd: 
         setup, source = test.get("setup") or "", test["code"]
         _register_source(TEST_CODE, source)
         _register_source(SETUP_CODE, setup)
+        setup_code = compile(setup, SETUP_CODE, "exec")
+        test_code = compile(source, TEST_CODE, "exec")
         link = _Link(sock_fd)
         namespace: dict[str, Any] = {"__name__": "solution", "__builtins__": builtins}
-        for name, tree in link.ask("names", _test_names((setup, source)))[1]:
+        for name, tree in link.ask("names", _test_names((setup_code, test_code)))[1]:
             if type(name) is not str or hasattr(builtins, name):  # builtins stay the checker's own
                 continue
             if type(tree) is tuple and tree and tree[0] == "m":  # a module: imported afresh here, never taken over
@@ -1155,9 +1209,8 @@ def _checker_main(test: dict, limits: dict, token: bytes, sock_fd: int, res_fd: 
                     pass
             else:
                 namespace[name] = link.value(tree)
-        if setup:
-            exec(compile(setup, SETUP_CODE, "exec"), namespace)  # trusted helpers win over the candidate's
-        exec(compile(source, TEST_CODE, "exec"), namespace)
+        exec(setup_code, namespace)  # trusted helpers win over the candidate's names
+        exec(test_code, namespace)
     except BaseException as exc:  # noqa: BLE001 - every failure of the test is reported, SystemExit included
         try:
             info = _describe(exc, (CANDIDATE,), shown)
@@ -1247,8 +1300,10 @@ def _remove_workdir(path: str, uid: int | None = None) -> None:
 
 
 class _Supervisor:
-    def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader) -> None:
+    def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader,
+                 checker: _BlankChecker | None = None) -> None:
         self.job, self.job_r, self.res_w = job, job_r, res_w
+        self.checker = checker
         self.limits = job["limits"]
         self.loader = loader
         self.workdir = loader.workdir
@@ -1265,16 +1320,32 @@ class _Supervisor:
                 count = len(load[5]) if self.job["mode"] == "test_file" else len(self.job["tests"])
                 for index in range(count):
                     _send_frame(self.res_w, ("test", index, self._run_test(index, last=index == count - 1)))
+                    # The next assert test's checker is made now, while the judge reads this result.
+                    if self.checker is None and self._asserts_after(index) and self.loader_alive:
+                        self.checker = _BlankChecker()
                     if self.job["fail_fast"] and os.read(self.job_r, 1) != b"c":
                         break
             # Every result is out: the judge may answer now. The clean-up below still ends before this supervisor
             # reads its next job, and if the runner exits first, the zygote kills what is left (it waits for us).
             _send_frame(self.res_w, ("end",))
         finally:
+            if self.checker is not None:
+                self.checker.discard()
             _kill_children()
             os.close(self.null)
             self.ctl.close()
             _remove_workdir(self.workdir, self.loader.uid)
+
+    def take_checker(self) -> _BlankChecker:
+        checker, self.checker = self.checker or _BlankChecker(), None
+        return checker
+
+    def spare_checker(self) -> tuple[int, ...]:
+        return (self.checker.pid,) if self.checker is not None else ()
+
+    def _asserts_after(self, index: int) -> bool:
+        tests = self.job["tests"] or []
+        return any(test["kind"] == "assert" for test in tests[index + 1 :])
 
     # --- loading -------------------------------------------------------------------------------------------
     def _load(self) -> tuple:
@@ -1368,10 +1439,12 @@ class _Supervisor:
         checker_pid = None
         if chk_sock is not None and cand_sock is not None:
             if self.loader_alive:
-                checker_pid = os.fork()
-                if checker_pid == 0:
-                    _checker_main(cast(dict, spec), self.limits, token, chk_sock.fileno(), res_w, out_w, err_w,
-                                  self.workdir)
+                fds = (chk_sock.fileno(), res_w, out_w, err_w)
+                checker = self.take_checker()
+                if not checker.start(cast(dict, spec), self.limits, token, fds, self.workdir):
+                    checker = _BlankChecker()  # the one made ahead was killed with a test's leftovers
+                    checker.start(cast(dict, spec), self.limits, token, fds, self.workdir)
+                checker_pid = checker.pid
             chk_sock.close()
             cand_sock.close()
         for fd in (out_w, err_w, res_w) + ((in_r,) if in_w is not None else ()):
@@ -1475,7 +1548,7 @@ class _Supervisor:
         elif outcome["status"] is None:
             self._kill_test(None if reported_pid is None else self._own_test_pid(reported_pid), outcome)
         # Whatever the test left behind (daemons, setsid escapees) dies before the next test starts.
-        _kill_children(spare=(self.loader_pid,) if self.loader_alive else ())
+        _kill_children(spare=((self.loader_pid,) if self.loader_alive else ()) + self.spare_checker())
         capture.drain([out_r, err_r], DRAIN_SECONDS)
         report += _drain_fd(res_r, DRAIN_SECONDS, MAX_REPORT_BYTES - len(report))
         for fd in (out_r, err_r, res_r) + ((in_w,) if in_w is not None else ()):
@@ -1635,17 +1708,25 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 sock.close()
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 _prctl(PR_SET_CHILD_SUBREAPER, 1)
-                loader = None
+                loader, checker = None, None
                 while True:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
                         loader = _BlankLoader(workroot)  # forked while we wait: the next program finds it ready
+                    if checker is None and not select.select([job_r], [], [], 0)[0]:
+                        checker = _BlankChecker()  # likewise for its first assert test
                     job = _recv_frame(job_r)
                     if job is None:  # the end of the batch (no loader was forked for nothing if it was known)
+                        if checker is not None:
+                            checker.discard()
                         if loader is not None:
                             loader.discard()
                         break
-                    _Supervisor(job, job_r, res_w, loader or _BlankLoader(workroot)).run()
-                    loader = None
+                    uses_checker = any(test["kind"] == "assert" for test in job["tests"] or [])
+                    if checker is not None and not uses_checker:
+                        checker.discard()  # not for this program; a program that needs one makes its own
+                        checker = None
+                    _Supervisor(job, job_r, res_w, loader or _BlankLoader(workroot), checker).run()
+                    loader, checker = None, None
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()
                 code = 70
