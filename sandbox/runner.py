@@ -1170,6 +1170,10 @@ def _checker_main(ctl_fd: int) -> None:
             os.close(fd)
         os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
         _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
+        # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
+        with open("/proc/self/statm") as handle:
+            baseline = int(handle.read().split()[0]) * resource.getpagesize()
+        _set_rlimit(resource.RLIMIT_AS, baseline + limits["memory_mb"] * 1024 * 1024)
         sys.stdout = io.open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = io.open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         code = 0

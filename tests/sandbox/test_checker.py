@@ -202,3 +202,11 @@ def test_remote_exceptions_are_rebuilt_as_builtins_or_named_classes():
     custom = runner._remote_exception(("raise", "MyError", "m", [], None))
     assert type(custom).__name__ == "MyError" and isinstance(custom, Exception)
     assert type(runner._remote_exception(("raise", "not an identifier!", "m", "junk", "x"))).__name__ == "Exception"
+
+
+def test_the_tests_own_code_is_bound_by_the_memory_limit():
+    code = "def f():\n    return 1\n"
+    test = "assert f() == 1\nhoard = bytearray(4 << 30)"
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": test}],
+                                                     limits={"memory_mb": 64}))
+    assert (result.tests[0].verdict.value, result.tests[0].error_type) == ("memory", "MemoryError")
