@@ -588,3 +588,42 @@ def test_every_program_and_every_checker_runs_under_a_uid_of_its_own(backend):
     checkers, candidates = uids[0::2], uids[1::2]
     assert len(set(checkers)) == 6  # a fresh one per test
     assert len(set(candidates)) == 3 and set(candidates).isdisjoint(checkers)  # one per program
+
+
+def _busiest_candidate_uid() -> tuple[int, int]:
+    """(uid, process count) of the host's most numerous uid in the candidates' range (container processes are
+    visible from the host)."""
+    from collections import Counter
+    from pathlib import Path
+
+    counts: Counter = Counter()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+            if uid >= 1_000_000:
+                counts[uid] += 1
+    return counts.most_common(1)[0] if counts else (0, 0)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_a_fork_bomb_in_one_container_leaves_fork_working_in_another(backend):
+    # RLIMIT_NPROC (256 per test) counts a uid's processes across the host: with one uid for every container, a
+    # bomb holding ~250 processes made fork fail in every other container. Each program now has its own uid.
+    bomb = req("import os, signal\ndef hold():\n    while True:\n        try:\n            if os.fork() == 0:\n"
+               "                signal.pause()\n        except OSError:\n            signal.pause()\n",
+               [{"kind": "call", "id": "hold", "entry_point": "hold", "expected": None}], time_s=20)
+    forks = req("import os\ndef forks():\n    for _ in range(20):\n        pid = os.fork()\n        if pid == 0:\n"
+                "            os._exit(0)\n        os.waitpid(pid, 0)\n    return 20\n", [call("forks", 20)], time_s=10)
+    held = asyncio.run_coroutine_threadsafe(backend.run_batch([bomb]), backend.loop.loop)
+    deadline = time.monotonic() + 60
+    while _busiest_candidate_uid()[1] < 200:  # the bomb holds its processes: an event seen from the host
+        assert time.monotonic() < deadline and not held.done(), "the bomb never filled its uid"
+        time.sleep(0.05)
+    (result,) = run(backend, forks)
+    assert result.tests[0].verdict == Verdict.PASS, result.tests[0]
+    (bombed,) = held.result(120)
+    assert bombed.tests[0].verdict == Verdict.TIMEOUT
