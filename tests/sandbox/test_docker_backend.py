@@ -627,3 +627,38 @@ def test_a_fork_bomb_in_one_container_leaves_fork_working_in_another(backend):
     assert result.tests[0].verdict == Verdict.PASS, result.tests[0]
     (bombed,) = held.result(120)
     assert bombed.tests[0].verdict == Verdict.TIMEOUT
+
+
+ALLOWED = {"CapInh": 0, "CapPrm": 0xE0, "CapEff": 0xE0, "CapBnd": 0xE0, "CapAmb": 0, "NoNewPrivs": 1}
+
+
+@pytest.mark.parametrize("ppid, uid, changes, refused", [
+    (1, 0, {}, None),
+    (7, 0, {}, "main process of a runner container"),
+    (1, 10001, {}, "start as uid 0"),
+    (1, 0, {"CapEff": 0x1FF, "CapPrm": 0x1FF}, "holds capabilities 0x1ff"),
+    (1, 0, {"CapBnd": 0x1FFFFFFFFFF}, "bounding 0x1ffffffffff"),
+    (1, 0, {"CapAmb": 0x20}, "no ambient"),
+    (1, 0, {"NoNewPrivs": 0}, "no_new_privs"),
+])
+def test_the_guard_serves_only_as_root_with_exactly_its_three_capabilities(monkeypatch, ppid, uid, changes, refused):
+    from sandbox.backends import container_guard
+
+    monkeypatch.setattr(container_guard, "privileges", lambda: {**ALLOWED, **changes})
+    monkeypatch.setattr(container_guard.os, "getppid", lambda: ppid)
+    monkeypatch.setattr(container_guard.os, "getuid", lambda: uid)
+    monkeypatch.setattr(container_guard.os, "geteuid", lambda: uid)
+    found = container_guard.refusal()
+    assert (found is None) if refused is None else (found is not None and refused in found), found
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_a_runner_container_with_one_capability_too_many_refuses_to_serve(docker_client):
+    import docker
+
+    with pytest.raises(docker.errors.ContainerError) as refused:
+        docker_client.containers.run(
+            ContainerSpec().image, user="0:0", cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "KILL", "CHOWN"],
+            security_opt=["no-new-privileges"], init=True, network_disabled=True, remove=True, stderr=True)
+    assert refused.value.exit_status == 64 and b"guard: holds capabilities 0xe1" in refused.value.stderr
