@@ -7,8 +7,12 @@ Arrivals are paced to the pool's refill rate (each run starts with the pool full
 removed), which is what "from a warm pool" means; --back-to-back also measures an unpaced stream, where every run
 competes with the engine's work of replacing the previous container.
 
-    python benchmarks/bench_latency.py [--runs 200] [--cold-runs 15] [--pool-size 4]
-Targets: warm p50 <= 15 ms, p99 <= 50 ms.
+--checker also measures the checker's cost: the same trivial function judged by an ``assert`` test (a checker
+process per test, the candidate answering over a socket) and by a ``call`` test (no checker), alternating in one
+run through the same warm pool.
+
+    python benchmarks/bench_latency.py [--runs 200] [--cold-runs 15] [--pool-size 4] [--checker]
+Targets: warm p50 <= 15 ms, p99 <= 50 ms; the checker adds at most 3 ms of p50.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sandbox.models import RunRequest  # noqa: E402
 
 TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
                      tests=[{"kind": "call", "entry_point": "f", "args": [1], "expected": 2}])
+TRIVIAL_ASSERT = RunRequest(code="def f(x):\n    return x + 1\n", tests=[{"kind": "assert", "code": "assert f(1) == 2"}])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,9 +46,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def warm_latencies(url: str, runs: int, pool_size: int, paced: bool, runner_ms: list | None = None) -> list[float]:
+def warm_latencies(url: str, runs: int, pool_size: int, paced: bool, runner_ms: list | None = None,
+                   request: RunRequest = TRIVIAL) -> list[float]:
     """End-to-end milliseconds per run; ``runner_ms`` collects the runner's own time for each (its duration_ms)."""
-    body = TRIVIAL.model_dump(mode="json")
+    body = request.model_dump(mode="json")
     out = []
     with httpx.Client(base_url=url, timeout=60) as http:
         for _ in tqdm(range(runs), desc="warm pool" + (" (paced)" if paced else " (back to back)"), leave=False):
@@ -78,12 +84,24 @@ async def cold_latencies(runs: int) -> list[float]:
     return out
 
 
+def checker_cost(url: str, runs: int, pool_size: int) -> dict[str, tuple[list[float], list[float]]]:
+    """End-to-end and runner milliseconds of a call test and of an assert test of the same function, alternating
+    one run of each so that both see the same machine."""
+    out: dict[str, tuple[list[float], list[float]]] = {"call": ([], []), "assert": ([], [])}
+    for _ in tqdm(range(runs), desc="call vs assert", leave=False):
+        for name, request in (("call", TRIVIAL), ("assert", TRIVIAL_ASSERT)):
+            total, runner = out[name]
+            total += warm_latencies(url, 1, pool_size, paced=True, runner_ms=runner, request=request)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=15)
     parser.add_argument("--pool-size", type=int, default=4)
     parser.add_argument("--back-to-back", action="store_true", help="also measure unpaced arrivals")
+    parser.add_argument("--checker", action="store_true", help="also measure an assert test against a call test")
     args = parser.parse_args()
 
     with start_service("docker", pool_size=args.pool_size) as server:
@@ -99,6 +117,7 @@ def main() -> int:
                 time.sleep(0.01)
         cpu_per_run_ms = (engine_cpu_s() + process_cpu_s(server.pid) - cpu_before) / args.runs * 1000
         unpaced = warm_latencies(url, args.runs, args.pool_size, paced=False) if args.back_to_back else None
+        checker = checker_cost(url, args.runs, args.pool_size) if args.checker else None
     cold = asyncio.run(cold_latencies(args.cold_runs))
 
     p50, p99 = percentile(warm, 50), percentile(warm, 99)
@@ -112,6 +131,14 @@ def main() -> int:
         print(f"back to back over HTTP: p50 {percentile(unpaced, 50):6.1f} ms  p99 {percentile(unpaced, 99):6.1f} ms")
     print(f"CPU per warm run: {cpu_per_run_ms:.0f} ms (every container on the host + engine + service; mostly creating "
           f"and removing the replacement container); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if checker:
+        for name, (total, runner) in checker.items():
+            print(f"{name:6} test, warm pool : p50 {percentile(total, 50):6.1f} ms  p99 {percentile(total, 99):6.1f} ms;"
+                  f" runner p50 {percentile(runner, 50):6.1f} ms")
+        added = percentile(checker["assert"][0], 50) - percentile(checker["call"][0], 50)
+        print(f"checker's added p50: {added:+.1f} ms end to end, "
+              f"{percentile(checker['assert'][1], 50) - percentile(checker['call'][1], 50):+.1f} ms in the runner "
+              f"(target <= 3 ms: {'MET' if added <= 3 else 'MISSED'})")
     print(f"cold container (base) : p50 {cold50:6.1f} ms  p99 {percentile(cold, 99):6.1f} ms")
     print(f"ratio warm p50 / cold p50 = {p50 / cold50:.3f}")
     print(f"targets: p50 <= 15 ms {'MET' if p50 <= 15 else 'MISSED'}; p99 <= 50 ms {'MET' if p99 <= 50 else 'MISSED'}")

@@ -67,11 +67,22 @@ class Limits(_Strict):
 
 
 class AssertTest(_Strict):
-    """Python code run after the candidate in the same module namespace (HumanEval's check, MBPP asserts)."""
+    """Python code judged against the candidate (HumanEval's check, MBPP asserts).
+
+    It runs in a checker process of its own, never in the candidate's: names it takes from the candidate's module
+    arrive as values (builtins and the standard library's value types, rebuilt on the checker's side) or as handles
+    whose calls and attributes run in the candidate's process; modules are imported afresh; builtins are the
+    checker's own. See docs/runner.md, "The checker".
+    """
 
     kind: Literal["assert"] = "assert"
     id: Optional[str] = Field(None, max_length=200)
     code: str = Field(..., max_length=MAX_CODE_BYTES)
+    setup: Optional[str] = Field(
+        None, max_length=MAX_CODE_BYTES,
+        description="Trusted code the checker runs before `code`, e.g. a task's helpers (HumanEval/32's `poly`): the "
+                    "names it defines win over the candidate's.",
+    )
 
 
 class CallTest(_Strict):
@@ -152,6 +163,15 @@ class Verdict(str, Enum):
     SKIPPED = "skipped"  # not run because of fail_fast
 
 
+# error_type values of checker refusals (the runner raises exceptions of these names; test_contract checks them):
+CHECKER_ERROR_TYPES = {
+    "HandleComparison": "the test compared, hashed or truth-tested an object that lives in the candidate's process",
+    "CannotCross": "a value could not cross between the checker and the candidate's process (a function or class "
+                   "defined by the test passed to the candidate, or a malformed answer from the candidate's side)",
+    "CandidateDied": "the candidate's process exited while the test was using it",
+}
+
+
 class TestResult(_Strict):
     __test__ = False  # not a pytest class
 
@@ -160,7 +180,9 @@ class TestResult(_Strict):
     program_error: bool = Field(
         False, description="True when the program itself failed to load (syntax error, import, top-level code)."
     )
-    error_type: Optional[str] = Field(None, description="Exception class name, e.g. 'IndexError'.")
+    error_type: Optional[str] = Field(
+        None, description="Exception class name, e.g. 'IndexError'; for an assert test also one of the checker's "
+                          "refusals: " + ", ".join(sorted(CHECKER_ERROR_TYPES)) + ".")
     message: Optional[str] = None
     traceback: Optional[str] = Field(None, description="Traceback with the harness's frames removed.")
     line: Optional[int] = Field(None, description="1-based line in the candidate's code where it failed.")

@@ -56,6 +56,7 @@ def default_test_id(index: int) -> str:
 
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 CANDIDATE = "<candidate>"
@@ -197,6 +198,37 @@ def _set_rlimit(which: int, soft: int, hard: int | None = None) -> None:
         pass
 
 
+# --switch-uids (the runner container): the harness runs as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL,
+# and every loader (with its test children) and every checker first drops to a fresh unprivileged uid of its own.
+_SWITCH_UIDS = False
+UID_BASE, UID_SPAN = 1_000_000, 1_000_000_000  # random: nobody else's, so RLIMIT_NPROC counts one job only
+
+
+def _fresh_uid() -> int:
+    return UID_BASE + int.from_bytes(os.urandom(4), "big") % UID_SPAN
+
+
+def _become(uid: int) -> None:
+    """Drop every uid and gid to ``uid``. From root this also empties the capability sets (the kernel clears
+    them when no uid is 0 any more); checked, since candidate code must never run with one."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    with open("/proc/self/status") as handle:
+        effective = [line.split()[1] for line in handle if line.startswith("CapEff:")]
+    if os.getresuid() != (uid, uid, uid) or effective != ["0000000000000000"]:
+        raise OSError(f"could not drop to uid {uid} without capabilities")
+
+
+def _switch_uid(role: str) -> None:
+    """A checker's own uid (with --switch-uids; ``role`` is for the error message)."""
+    if _SWITCH_UIDS:
+        try:
+            _become(_fresh_uid())
+        except OSError as exc:
+            raise OSError(f"{role}: {exc}") from exc
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "\n...[cut]...\n" + text[-limit // 2 :]
 
@@ -234,6 +266,11 @@ def _describe(exc: BaseException, candidate_files: tuple[str, ...], shown_files:
     try:
         frames = traceback.extract_tb(exc.__traceback__)
         kept = [frame for frame in frames if frame.filename in shown_files]
+        remote = getattr(exc, "__sandbox_remote__", None)  # raised in the candidate's process (the checker)
+        if remote is not None:
+            message = remote[0]
+            kept += [traceback.FrameSummary(name, lineno, function, line=text, lookup_line=False)
+                     for name, lineno, function, text in remote[1]]
         line = None
         for frame in kept:
             if frame.filename in candidate_files:
@@ -255,10 +292,16 @@ def _describe(exc: BaseException, candidate_files: tuple[str, ...], shown_files:
 # locals first, so monkeypatching os, sys, marshal or builtins cannot reach the reporting path.
 
 
-def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r: int) -> None:
+def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r: int, uid: int | None = None) -> None:
     """Forked by a supervisor ahead of its program: everything that does not depend on the program (session,
     descriptors, the harness snapshot, touching the pages fork shares) happens before the job arrives on
-    ``job_r``, so a program starts on a loader that is already warm."""
+    ``job_r``, so a program starts on a loader that is already warm. With ``uid`` (--switch-uids) it first
+    becomes that user and makes its work directory itself, private to it."""
+    if uid is not None:
+        _become(uid)
+        os.mkdir(workdir, 0o700)
+        os.environ["TMPDIR"] = os.environ["HOME"] = workdir
+        tempfile.tempdir = workdir
     _fork, _exit, _write, _close, _dup2, _wait4 = os.fork, os._exit, os.write, os.close, os.dup2, os.wait4
     _setsid, _dumps, _exec, _compile, _open = os.setsid, marshal.dumps, exec, compile, io.open
     _recvmsg, _sendall = ctl.recvmsg, ctl.sendall
@@ -266,6 +309,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     _BaseException, _SystemExit, _from_bytes, _describe_ = BaseException, SystemExit, int.from_bytes, _describe
     _urandom_int = int.from_bytes(os.urandom(2), "big")
     _listdir, _self_tid = os.listdir, str(os.getpid())
+    _io = (marshal.dumps, marshal.loads, os.read, os.write, _describe)  # serving the checker (_serve)
 
     os.setsid()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -282,6 +326,10 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     if job is None:  # the supervisor is closing down
         _exit(0)
     _close(job_r)
+    if job["mode"] == "test_file":  # written by the loader: the work directory may be private to its uid
+        for name, text in ((SOLUTION_FILE, job["code"]), (TEST_FILE, job["test_file"])):
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
     limits = job["limits"]
     tests = job["tests"]
     # Python's own baseline is not the candidate's: the cap is what the program may add on top of it.
@@ -370,7 +418,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
                 fds += [_from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, _len(raw) - _len(raw) % 4, 4)]
         _index, token = order[1], order[2]
         primitives = (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-                      _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl.fileno())
+                      _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl.fileno(), _io)
         result_fd = 100 + (_urandom_int + order[1]) % 150
         if order[0] == "last" and _listdir("/proc/self/task") == [_self_tid]:
             # The program's last test needs no pristine copy left behind: it runs here, saving a fork. Only
@@ -456,7 +504,7 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
     """Run one test and report it; never returns. ``in_place``: in the loader itself (its last test), which
     already leads its own session; the supervisor then takes the exit status from the kernel, not the loader."""
     (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-     _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl_fd) = primitives
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl_fd, _io) = primitives
     try:
         _close(ctl_fd)  # the loader's channel to the supervisor is not the test's to use
         if not in_place:
@@ -518,8 +566,15 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
         else:
             test = job["tests"][index]
             if test["kind"] == "assert":
-                _register_source(TEST_CODE, test["code"])
-                _exec(_compile(test["code"], TEST_CODE, "exec"), module.__dict__)
+                # The test itself runs in the checker; this process only answers its requests (result_fd is
+                # the socket to it, not a report channel), and its exit status still tells a crash apart.
+                _serve(module, result_fd, _io)
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except _BaseException:
+                        pass
+                _exit(0)
             elif test["kind"] == "call":
                 target = module
                 for part in test["entry_point"].split("."):
@@ -553,6 +608,629 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The checker: an ``assert`` test runs in its own process, forked from the supervisor (which never ran candidate
+# code), so its builtins and modules are pristine and the candidate cannot reach its reporting descriptor. The
+# candidate's module stays in the test child, which serves the checker's requests on a socket; what the test
+# takes from it arrives as data (the value encoding below) or as a handle whose use runs over there.
+
+MAX_ENCODE_DEPTH = 200  # deeper values (or ones that contain themselves) cannot cross
+MAX_ITER_ITEMS = 100_000  # a generator or iterator crosses as at most this many items
+SETUP_CODE = "<setup>"
+
+
+class CannotCross(Exception):
+    """A value the checker cannot send to the candidate (a function or class defined by the test), or one the
+    candidate sent that is not a value: the test gets an ``error`` that says so."""
+
+
+class HandleComparison(Exception):
+    """The test compared, hashed or truth-tested an object that lives in the candidate's process: answering would
+    ask the candidate's own code to judge itself."""
+
+
+class CandidateDied(Exception):
+    """The candidate's process went away in the middle of a request."""
+
+
+def _value_types() -> dict:
+    import collections
+    import datetime
+    import decimal
+    import fractions
+
+    return {"Counter": collections.Counter, "OrderedDict": collections.OrderedDict,
+            "defaultdict": collections.defaultdict, "deque": collections.deque, "Fraction": fractions.Fraction,
+            "Decimal": decimal.Decimal, "datetime": datetime.datetime, "date": datetime.date,
+            "time": datetime.time, "timedelta": datetime.timedelta, "timezone": datetime.timezone}
+
+
+_ATOMS = (type(None), bool, int, float, complex, str, bytes)
+# Iterators of these modules are the standard library's own (map, zip, generators, itertools.*): safe to drain.
+_ITERATOR_MODULES = ("builtins", "itertools", "collections", "_collections")
+
+
+def _encode(obj, opaque, depth: int = 0):
+    """``obj`` as a tree of exact builtin values that marshal carries: atoms as themselves, everything else as a
+    tuple ``(tag, payload)``. Subclasses of builtin containers cross as their base type's data, read through the
+    base type's own methods, so an overridden ``__eq__``/``__iter__`` never runs. ``opaque(obj)`` encodes what
+    is not a value (a handle on the candidate's side; an error on the checker's)."""
+    if depth > MAX_ENCODE_DEPTH:
+        raise CannotCross(f"a value nested deeper than {MAX_ENCODE_DEPTH} levels (or containing itself)")
+    kind = type(obj)
+    if kind in _ATOMS:
+        return obj
+    down = depth + 1
+    vt = _VALUE_TYPES
+    if kind is vt["Counter"] or kind is vt["OrderedDict"]:
+        tag = "C" if kind is vt["Counter"] else "O"
+        return (tag, [(_encode(k, opaque, down), _encode(v, opaque, down)) for k, v in dict.items(obj)])
+    if kind is vt["defaultdict"]:
+        factory = obj.default_factory
+        name = factory.__name__ if factory in (int, list, set, dict, str, float, tuple) else None
+        return ("D", name, [(_encode(k, opaque, down), _encode(v, opaque, down)) for k, v in dict.items(obj)])
+    if kind is vt["deque"]:
+        return ("Q", [_encode(v, opaque, down) for v in obj], obj.maxlen)
+    if kind is vt["Fraction"]:
+        return ("Fr", int(obj.numerator), int(obj.denominator))
+    if kind is vt["Decimal"]:
+        return ("De", str(obj))  # an exact Decimal: its own __str__
+    if kind in (vt["datetime"], vt["time"]) and (obj.tzinfo is None or type(obj.tzinfo) is vt["timezone"]):
+        return ("dt" if kind is vt["datetime"] else "ti", obj.isoformat())
+    if kind is vt["date"]:
+        return ("da", obj.toordinal())
+    if kind is vt["timedelta"]:
+        return ("td", obj.days, obj.seconds, obj.microseconds)
+    if kind is range:
+        return ("r", obj.start, obj.stop, obj.step)
+    if isinstance(obj, types.ModuleType):
+        return opaque(obj)
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int.__int__(obj)
+    if isinstance(obj, float):
+        return float.__float__(obj)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, bytes):
+        return bytes.__getitem__(obj, slice(None))
+    if isinstance(obj, bytearray):
+        return ("ba", bytes(bytearray.__getitem__(obj, slice(None))))
+    if isinstance(obj, tuple):  # namedtuples too: they cross as plain tuples
+        return ("t", [_encode(tuple.__getitem__(obj, i), opaque, down) for i in range(tuple.__len__(obj))])
+    if isinstance(obj, list):
+        return ("l", [_encode(v, opaque, down) for v in list.__getitem__(obj, slice(None))])
+    if isinstance(obj, dict):
+        return ("d", [(_encode(k, opaque, down), _encode(v, opaque, down)) for k, v in dict.items(obj)])
+    if isinstance(obj, (set, frozenset)):
+        members = set.__iter__(obj) if isinstance(obj, set) else frozenset.__iter__(obj)
+        return ("s" if isinstance(obj, set) else "f", [_encode(v, opaque, down) for v in members])
+    if (isinstance(obj, types.GeneratorType) or (hasattr(kind, "__next__") and hasattr(kind, "__iter__")
+                                                and getattr(kind, "__module__", None) in _ITERATOR_MODULES)):
+        items: list = []
+        for item in obj:
+            if len(items) >= MAX_ITER_ITEMS:
+                raise CannotCross(f"an iterator that yields more than {MAX_ITER_ITEMS} items")
+            items.append(_encode(item, opaque, down))
+        return ("it", items)
+    return opaque(obj)
+
+
+def _decode(tree, handle, depth: int = 0):
+    """The value ``_encode`` made, rebuilt from exact builtin and standard-library types; ``handle(tree)`` makes
+    what an ``("h", ...)`` or ``("m", ...)`` node stands for. Anything malformed raises CannotCross."""
+    if depth > MAX_ENCODE_DEPTH + 1:
+        raise CannotCross("a value nested too deeply")
+    if type(tree) in _ATOMS:
+        return tree
+    if type(tree) is not tuple or not tree or type(tree[0]) is not str:
+        raise CannotCross(f"the candidate's process sent a malformed value ({type(tree).__name__})")
+    tag, down, vt = tree[0], depth + 1, _VALUE_TYPES
+
+    def items(payload) -> list:
+        if type(payload) is not list:
+            raise CannotCross("the candidate's process sent a malformed container")
+        return [_decode(v, handle, down) for v in payload]
+
+    def pairs(payload) -> list:
+        if type(payload) is not list or any(type(p) is not tuple or len(p) != 2 for p in payload):
+            raise CannotCross("the candidate's process sent a malformed mapping")
+        return [(_decode(k, handle, down), _decode(v, handle, down)) for k, v in payload]
+
+    try:
+        if tag == "t":
+            return tuple(items(tree[1]))
+        if tag == "l":
+            return items(tree[1])
+        if tag == "d":
+            return dict(pairs(tree[1]))
+        if tag in ("s", "f"):
+            return (set if tag == "s" else frozenset)(items(tree[1]))
+        if tag == "ba":
+            return bytearray(tree[1]) if type(tree[1]) is bytes else _malformed()
+        if tag == "C":
+            return vt["Counter"](dict(pairs(tree[1])))
+        if tag == "O":
+            return vt["OrderedDict"](pairs(tree[1]))
+        if tag == "D":
+            factories = {"int": int, "list": list, "set": set, "dict": dict, "str": str, "float": float,
+                         "tuple": tuple}
+            return vt["defaultdict"](factories.get(tree[1]), pairs(tree[2]))
+        if tag == "Q":
+            return vt["deque"](items(tree[1]), tree[2] if type(tree[2]) is int else None)
+        if tag == "Fr" and type(tree[1]) is int and type(tree[2]) is int:
+            return vt["Fraction"](tree[1], tree[2])
+        if tag == "De" and type(tree[1]) is str:
+            return vt["Decimal"](tree[1])
+        if tag in ("dt", "ti") and type(tree[1]) is str:
+            return (vt["datetime"] if tag == "dt" else vt["time"]).fromisoformat(tree[1])
+        if tag == "da" and type(tree[1]) is int:
+            return vt["date"].fromordinal(tree[1])
+        if tag == "td" and all(type(v) is int for v in tree[1:4]):
+            return vt["timedelta"](tree[1], tree[2], tree[3])
+        if tag == "r" and all(type(v) is int for v in tree[1:4]):
+            return range(tree[1], tree[2], tree[3])
+        if tag == "it":
+            return iter(items(tree[1]))
+        if tag in ("h", "m", "b"):
+            return handle(tree)
+    except (CannotCross, HandleComparison):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad payload (wrong arity, an unhashable key, ...)
+        raise CannotCross(f"the candidate's process sent a malformed value ({type(exc).__name__}: {exc})") from None
+    return _malformed()
+
+
+def _malformed():
+    raise CannotCross("the candidate's process sent a malformed value")
+
+
+def _send_msg(fd: int, obj, dumps=marshal.dumps, write=os.write) -> None:
+    data = dumps(obj)
+    view = memoryview(len(data).to_bytes(4, "big") + data)
+    while view:
+        view = view[write(fd, view) :]
+
+
+def _recv_msg(fd: int, loads=marshal.loads, read=os.read):
+    """One length-prefixed marshal frame, or None at end of input; raises CannotCross on an oversized one."""
+    def exact(size: int) -> bytes | None:
+        chunks, left = [], size
+        while left:
+            chunk = read(fd, min(left, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    head = exact(4)
+    if head is None:
+        return None
+    size = int.from_bytes(head, "big")
+    if size > MAX_REPORT_BYTES:
+        raise CannotCross("the candidate's process sent more data than the runner accepts")
+    body = exact(size)
+    return None if body is None else loads(body)
+
+
+# --- the candidate's side: serves names, calls and attributes from its own process ---------------------------
+
+
+def _serve(module: types.ModuleType, fd: int, io_primitives: tuple) -> None:
+    """Answer the checker's requests until it hangs up. Objects that are not values stay here; the checker gets
+    their index in ``table``. Nothing said here is trusted by the checker: it decodes answers as data only."""
+    dumps, loads, read, write, describe = io_primitives
+    table: list = []
+
+    def opaque(obj):
+        if isinstance(obj, types.ModuleType):
+            return ("m", str(getattr(obj, "__name__", "")))
+        table.append(obj)
+        meta = None
+        if callable(obj):
+            meta = (_text(getattr(obj, "__name__", None)), _text(getattr(obj, "__qualname__", None)),
+                    _text(getattr(obj, "__doc__", None)), _parameters(obj))
+        return ("h", len(table) - 1, _text(type(obj).__name__), meta)
+
+    def encode(value):
+        return _encode(value, opaque)
+
+    def decode(tree):
+        def handle(node):
+            if node[0] == "h" and type(node[1]) is int and 0 <= node[1] < len(table):
+                return table[node[1]]
+            if node[0] == "b" and isinstance(getattr(builtins, str(node[1]), None), types.BuiltinFunctionType):
+                return getattr(builtins, node[1])
+            raise CannotCross("unknown handle")
+        return _decode(tree, handle)
+
+    mutable = (list, dict, set, bytearray)
+    while True:
+        try:
+            request = _recv_msg(fd, loads, read)
+        except BaseException:  # noqa: BLE001
+            return
+        if request is None:
+            return
+        try:
+            op = request[0]
+            if op == "names":
+                space = vars(module)
+                answer: tuple = ("ok", [(name, encode(space[name])) for name in request[1]
+                                        if type(name) is str and name in space])
+            elif op == "call":
+                target = table[request[1]]
+                args = [decode(a) for a in request[2]]
+                kwargs = {str(k): decode(v) for k, v in request[3]}
+                value = target(*args, **kwargs)
+                back: list[tuple[int | str, Any]] = [(i, encode(a)) for i, a in enumerate(args) if type(a) in mutable]
+                back += [(k, encode(v)) for k, v in kwargs.items() if type(v) in mutable]
+                answer = ("ok", encode(value), back)
+            elif op == "getattr":
+                answer = ("ok", encode(getattr(table[request[1]], str(request[2]))))
+            elif op == "setattr":
+                setattr(table[request[1]], str(request[2]), decode(request[3]))
+                answer = ("ok", None)
+            elif op == "getitem":
+                answer = ("ok", encode(table[request[1]][decode(request[2])]))
+            elif op == "iter":
+                answer = ("ok", encode(iter(table[request[1]])))
+            elif op in ("len", "repr", "str"):
+                show: Any = {"len": len, "repr": repr, "str": str}[op]
+                answer = ("ok", encode(show(table[request[1]])))
+            else:
+                answer = ("raise", "CannotCross", f"unknown request {op!r}", [], None)
+        except BaseException as exc:  # noqa: BLE001 - the candidate's exception crosses to the test
+            try:
+                _category_, error_type, message, _text_, line = describe(exc, (CANDIDATE,), (CANDIDATE,))
+                frames = [(f.filename, f.lineno, f.name, f.line or "")
+                          for f in traceback.extract_tb(exc.__traceback__) if f.filename == CANDIDATE]
+                answer = ("raise", str(error_type), str(message), frames, line)
+            except BaseException:  # noqa: BLE001 - a MemoryError while describing one, say
+                answer = ("raise", "MemoryError" if isinstance(exc, MemoryError) else "Exception", "", [], None)
+        try:
+            _send_msg(fd, answer, dumps, write)
+        except BaseException:  # noqa: BLE001 - the checker is gone, or the answer cannot be encoded
+            return
+
+
+def _text(value) -> str | None:
+    return value if type(value) is str else None
+
+
+def _parameters(obj) -> list | None:
+    """A callable's signature as data: (name, kind, has default, default as a value or None)."""
+    try:
+        import inspect
+
+        params = []
+        for p in inspect.signature(obj).parameters.values():
+            has_default = p.default is not inspect.Parameter.empty
+            try:
+                default = _encode(p.default, _no_handles) if has_default else None
+            except CannotCross:
+                default = None
+            params.append((str(p.name), int(p.kind), has_default, default))
+        return params
+    except BaseException:  # noqa: BLE001 - no signature (a builtin), or a hostile one
+        return None
+
+
+def _no_handles(obj):
+    raise CannotCross(f"a {type(obj).__name__} is not a value")
+
+
+# --- the checker's side -------------------------------------------------------------------------------------
+
+
+class _Link:
+    """The checker's end of the socket to the candidate's process."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def ask(self, *request):
+        _send_msg(self.fd, request)
+        answer = _recv_msg(self.fd)
+        if answer is None:
+            raise CandidateDied("the candidate's process exited while the test was using it")
+        if type(answer) is not tuple or not answer or answer[0] not in ("ok", "raise"):
+            raise CannotCross("the candidate's process sent a malformed answer")
+        if answer[0] == "raise":
+            raise _remote_exception(answer)
+        return answer
+
+    def value(self, tree):
+        return _decode(tree, self._handle)
+
+    def _handle(self, node):
+        if node[0] == "m":
+            raise CannotCross("a module cannot be a value")  # names bound to modules are handled apart
+        if node[0] != "h" or type(node[1]) is not int or len(node) != 4:
+            raise CannotCross("the candidate's process sent a malformed handle")
+        return _Remote(self, node[1], node[2], node[3])
+
+    def send(self, value):
+        return _encode(value, _checker_opaque)
+
+    def call(self, hid: int, args: tuple, kwargs: dict):
+        answer = self.ask("call", hid, [self.send(a) for a in args],
+                          [(str(k), self.send(v)) for k, v in kwargs.items()])
+        if len(answer) != 3 or type(answer[2]) is not list:
+            raise CannotCross("the candidate's process sent a malformed answer")
+        for where, tree in answer[2]:  # mutated arguments: write their new contents into the test's objects
+            original = args[where] if type(where) is int and 0 <= where < len(args) else kwargs.get(where)
+            _write_back(original, self.value(tree))
+        return self.value(answer[1])
+
+
+def _write_back(original, new) -> None:
+    if type(original) is list and type(new) is list:
+        original[:] = new
+    elif type(original) is dict and type(new) is dict:
+        original.clear()
+        original.update(new)
+    elif type(original) is set and type(new) is set:
+        original.clear()
+        original.update(new)
+    elif type(original) is bytearray and type(new) is bytearray:
+        original[:] = new
+
+
+def _checker_opaque(obj):
+    if type(obj) is _Remote:
+        return ("h", object.__getattribute__(obj, "_sandbox_id"), "", None)
+    name = str(getattr(obj, "__name__", ""))
+    if isinstance(obj, types.BuiltinFunctionType) and getattr(builtins, name, None) is obj:
+        return ("b", name)  # len, abs, ...: the candidate's side uses its own builtin of that name
+    raise CannotCross(f"the test passed a {type(obj).__name__} to the candidate's code; only values (builtins, "
+                      "standard-library value types) and objects the candidate made can cross to its process")
+
+
+def _remote_exception(answer: tuple) -> BaseException:
+    """The candidate's exception, rebuilt on the checker's side: the builtin class of that name (so a test's
+    ``except ValueError`` works), else a new class of that name; its message and candidate frames ride along."""
+    _, name, message, frames, line = (list(answer) + [None] * 5)[:5]
+    name = name if type(name) is str and name.isidentifier() else "Exception"
+    message = message if type(message) is str else ""
+    found = getattr(builtins, name, None)
+    kind = found if isinstance(found, type) and issubclass(found, BaseException) else type(name, (Exception,), {})
+    try:
+        exc = kind(message) if kind is not SystemExit else SystemExit(message or None)
+    except BaseException:  # noqa: BLE001 - a builtin with another constructor (UnicodeDecodeError)
+        exc = type(name, (Exception,), {})(message)
+    safe_frames = [tuple(f) for f in frames if type(f) is tuple and len(f) == 4] if type(frames) is list else []
+    setattr(exc, "__sandbox_remote__", (message, safe_frames, line if type(line) is int else None))
+    return exc
+
+
+class _Remote:
+    """An object that lives in the candidate's process. Calls, attributes, items and iteration run there; the
+    checker's side never compares, hashes or truth-tests it (that would be the candidate judging itself)."""
+
+    def __init__(self, link: _Link, hid: int, type_name, meta) -> None:
+        setter = object.__setattr__
+        setter(self, "_sandbox_link", link)
+        setter(self, "_sandbox_id", hid)
+        setter(self, "_sandbox_type", type_name if type(type_name) is str else "object")
+        setter(self, "_sandbox_meta", meta if type(meta) is tuple and len(meta) == 4 else None)
+        if self._sandbox_meta:
+            name, qualname, doc, _params = self._sandbox_meta
+            setter(self, "__name__", _text(name) or "")
+            setter(self, "__qualname__", _text(qualname) or "")
+            setter(self, "__doc__", _text(doc))
+
+    @property
+    def __signature__(self):
+        import inspect
+
+        meta = self._sandbox_meta
+        if not meta or type(meta[3]) is not list:
+            return None
+        params = []
+        for name, kind, has_default, default in meta[3]:
+            value: Any = inspect.Parameter.empty
+            if has_default:
+                try:
+                    value = _decode(default, _no_handles)
+                except CannotCross:
+                    value = None
+            params.append(inspect.Parameter(name, inspect._ParameterKind(kind), default=value))
+        return inspect.Signature(params)
+
+    def __call__(self, *args, **kwargs):
+        return self._sandbox_link.call(self._sandbox_id, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        link = self._sandbox_link
+        return link.value(link.ask("getattr", self._sandbox_id, name)[1])
+
+    def __setattr__(self, name: str, value) -> None:
+        link = self._sandbox_link
+        link.ask("setattr", self._sandbox_id, name, link.send(value))
+
+    def __getitem__(self, key):
+        link = self._sandbox_link
+        return link.value(link.ask("getitem", self._sandbox_id, link.send(key))[1])
+
+    def __iter__(self):
+        link = self._sandbox_link
+        return iter(link.value(link.ask("iter", self._sandbox_id)[1]))
+
+    def __len__(self) -> int:
+        link = self._sandbox_link
+        size = link.value(link.ask("len", self._sandbox_id)[1])
+        return size if type(size) is int else _malformed()
+
+    def __str__(self) -> str:
+        link = self._sandbox_link
+        text = link.value(link.ask("str", self._sandbox_id)[1])
+        return text if type(text) is str else _malformed()
+
+    def __repr__(self) -> str:
+        try:
+            link = self._sandbox_link
+            text = link.value(link.ask("repr", self._sandbox_id)[1])
+            return text if type(text) is str else f"<the candidate's {self._sandbox_type}>"
+        except Exception:  # noqa: BLE001 - repr is for messages: never let it hide the real failure
+            return f"<the candidate's {self._sandbox_type}>"
+
+    def _refuse(self, *_args):
+        raise HandleComparison(
+            f"the test compared, hashed or truth-tested a {self._sandbox_type} that lives in the candidate's process; "
+            "its own __eq__/__hash__/__bool__ would judge itself, so the checker refuses: compare plain values "
+            "(its attributes, or what its methods return) instead")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __bool__ = _refuse
+    __contains__ = _refuse
+
+
+def _test_names(codes: Sequence[types.CodeType]) -> list[str]:
+    """Every name the test code (or its setup) could look up: the candidate is asked for these only."""
+    found: set[str] = set()
+
+    def walk(code: types.CodeType) -> None:
+        found.update(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                walk(const)
+
+    for code in codes:
+        walk(code)
+    return sorted(name for name in found if not (name.startswith("__") and name.endswith("__")))
+
+
+class _BlankChecker:
+    """A checker forked ahead of its test (while the supervisor waits, or once the previous test's result is out),
+    which makes itself ready and blocks until it is handed a test: the fork and that set-up stay off the test's
+    path. It holds nothing of any program until then, so an unused one may serve the next program."""
+
+    def __init__(self) -> None:
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.ctl.close()
+                _checker_main(theirs.fileno())
+            finally:
+                os._exit(70)
+        theirs.close()
+
+    def start(self, test: dict, limits: dict, token: bytes, fds: tuple[int, int, int, int], workdir: str) -> bool:
+        """Hand over the test and its descriptors (the socket to the candidate, the report pipe, stdout, stderr);
+        False if this checker is already gone (killed with the leftovers of a test)."""
+        body = marshal.dumps((test, limits, token, workdir))
+        try:
+            self.ctl.sendmsg([len(body).to_bytes(4, "big")], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+                b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)))])
+            self.ctl.sendall(body)
+            return True
+        except OSError:
+            return False
+        finally:
+            self.ctl.close()
+
+    def discard(self) -> None:
+        self.ctl.close()  # it reads end-of-input and exits; the supervisor's kill loop reaps it
+
+
+def _checker_main(ctl_fd: int) -> None:
+    """Get ready, wait for one assert test on ``ctl_fd``, run it against the candidate's process and report;
+    never returns."""
+    code = 70
+    try:
+        _prctl(PR_SET_DUMPABLE, 0)  # the candidate may share our uid: it must not trace us or read our memory
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        _keep_only_fds({ctl_fd})
+        # Neither the runner's directory nor the candidate's work directory may supply a module to the test.
+        sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
+        _set_rlimit(resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT)
+        _set_rlimit(resource.RLIMIT_CORE, 0)
+        _switch_uid("checker")
+        order = socket.socket(fileno=ctl_fd)
+        head, ancillary, _flags, _addr = order.recvmsg(4, socket.CMSG_SPACE(4 * 4))
+        if len(head) != 4:
+            os._exit(0)  # discarded unused
+        fds = [int.from_bytes(raw[i : i + 4], sys.byteorder) for _level, _kind, raw in ancillary
+               for i in range(0, len(raw) - len(raw) % 4, 4)]
+        body = _read_exact(ctl_fd, int.from_bytes(head, "big"))
+        order.close()
+        if body is None or len(fds) != 4:
+            os._exit(70)
+        test, limits, token, workdir = marshal.loads(body)
+        sock_fd, res_fd, out_fd, err_fd = fds
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in (out_fd, err_fd):
+            os.close(fd)
+        os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
+        _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
+        # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
+        with open("/proc/self/statm") as handle:
+            baseline = int(handle.read().split()[0]) * resource.getpagesize()
+        _set_rlimit(resource.RLIMIT_AS, baseline + limits["memory_mb"] * 1024 * 1024)
+        sys.stdout = io.open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = io.open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        code = 0
+    except BaseException:  # noqa: BLE001
+        os._exit(code)
+
+    def report(*payload) -> None:
+        try:
+            os.close(sock_fd)  # the candidate's side sees the end and exits while we report
+        except OSError:
+            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        body = marshal.dumps((token,) + payload)
+        _write_all(res_fd, len(body).to_bytes(4, "big") + body)
+        os._exit(0)
+
+    shown = (CANDIDATE, TEST_CODE, SETUP_CODE)
+    try:
+        setup, source = test.get("setup") or "", test["code"]
+        _register_source(TEST_CODE, source)
+        _register_source(SETUP_CODE, setup)
+        setup_code = compile(setup, SETUP_CODE, "exec")
+        test_code = compile(source, TEST_CODE, "exec")
+        link = _Link(sock_fd)
+        namespace: dict[str, Any] = {"__name__": "solution", "__builtins__": builtins}
+        for name, tree in link.ask("names", _test_names((setup_code, test_code)))[1]:
+            if type(name) is not str or hasattr(builtins, name):  # builtins stay the checker's own
+                continue
+            if type(tree) is tuple and tree and tree[0] == "m":  # a module: imported afresh here, never taken over
+                try:
+                    namespace[name] = __import__(str(tree[1]), fromlist=["_"])
+                except BaseException:  # noqa: BLE001 - not importable here: the test sees no such name
+                    pass
+            else:
+                namespace[name] = link.value(tree)
+        exec(setup_code, namespace)  # trusted helpers win over the candidate's names
+        exec(test_code, namespace)
+    except BaseException as exc:  # noqa: BLE001 - every failure of the test is reported, SystemExit included
+        try:
+            info = _describe(exc, (CANDIDATE,), shown)
+        except BaseException:  # noqa: BLE001
+            info = ("memory" if isinstance(exc, MemoryError) else "error", "Exception", "", "", None)
+        try:
+            report("exc", *info)
+        except BaseException:  # noqa: BLE001
+            report("exc", info[0], info[1], "", "", None)
+    report("ok", marshal.dumps(None))
+
+
+_VALUE_TYPES = _value_types()
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The supervisor: one per program, never runs candidate code.
 
 
@@ -561,7 +1239,11 @@ class _BlankLoader:
     the supervisor makes the next one while it waits for the next job, so no fork is on a program's path."""
 
     def __init__(self, workroot: str) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="run-", dir=workroot)
+        self.uid = _fresh_uid() if _SWITCH_UIDS else None
+        if self.uid is None:
+            self.workdir = tempfile.mkdtemp(prefix="run-", dir=workroot)
+        else:  # the loader makes it as its own user: we could not hand it over (no CAP_CHOWN)
+            self.workdir = os.path.join(workroot, f"run-{self.uid}-{os.urandom(4).hex()}")
         self.ctl, loader_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
@@ -570,7 +1252,7 @@ class _BlankLoader:
         if self.pid == 0:
             try:
                 self.ctl.close()
-                _loader_main(self.workdir, loader_ctl, out_w, err_w, job_r)
+                _loader_main(self.workdir, loader_ctl, out_w, err_w, job_r, self.uid)
             finally:
                 os._exit(70)
         for fd in (out_w, err_w, job_r):
@@ -594,19 +1276,38 @@ class _BlankLoader:
             os.close(fd)
         self.ctl.close()
         _kill_children()
-        _remove_workdir(self.workdir)
+        _remove_workdir(self.workdir, self.uid)
 
 
-def _remove_workdir(path: str) -> None:
+def _remove_workdir(path: str, uid: int | None = None) -> None:
     try:
         os.rmdir(path)  # the usual case: the program wrote nothing
+    except FileNotFoundError:
+        pass
     except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+        if uid is None:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        # Private to the program's uid: only that user may empty it (we hold no CAP_DAC_OVERRIDE).
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _become(uid)
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 class _Supervisor:
-    def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader) -> None:
+    def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader,
+                 checker: _BlankChecker | None = None) -> None:
         self.job, self.job_r, self.res_w = job, job_r, res_w
+        self.checker = checker
         self.limits = job["limits"]
         self.loader = loader
         self.workdir = loader.workdir
@@ -617,26 +1318,38 @@ class _Supervisor:
 
     def run(self) -> None:
         try:
-            if self.job["mode"] == "test_file":
-                for name, text in ((SOLUTION_FILE, self.job["code"]), (TEST_FILE, self.job["test_file"])):
-                    with open(os.path.join(self.workdir, name), "w", encoding="utf-8") as handle:
-                        handle.write(text)
             load = self._load()
             _send_frame(self.res_w, ("load",) + load)
             if load[0] == "ok":
                 count = len(load[5]) if self.job["mode"] == "test_file" else len(self.job["tests"])
                 for index in range(count):
                     _send_frame(self.res_w, ("test", index, self._run_test(index, last=index == count - 1)))
+                    # The next assert test's checker is made now, while the judge reads this result.
+                    if self.checker is None and self._asserts_after(index) and self.loader_alive:
+                        self.checker = _BlankChecker()
                     if self.job["fail_fast"] and os.read(self.job_r, 1) != b"c":
                         break
             # Every result is out: the judge may answer now. The clean-up below still ends before this supervisor
             # reads its next job, and if the runner exits first, the zygote kills what is left (it waits for us).
             _send_frame(self.res_w, ("end",))
         finally:
+            if self.checker is not None:
+                self.checker.discard()
             _kill_children()
             os.close(self.null)
             self.ctl.close()
-            _remove_workdir(self.workdir)
+            _remove_workdir(self.workdir, self.loader.uid)
+
+    def take_checker(self) -> _BlankChecker:
+        checker, self.checker = self.checker or _BlankChecker(), None
+        return checker
+
+    def spare_checker(self) -> tuple[int, ...]:
+        return (self.checker.pid,) if self.checker is not None else ()
+
+    def _asserts_after(self, index: int) -> bool:
+        tests = self.job["tests"] or []
+        return any(test["kind"] == "assert" for test in tests[index + 1 :])
 
     # --- loading -------------------------------------------------------------------------------------------
     def _load(self) -> tuple:
@@ -698,9 +1411,14 @@ class _Supervisor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
+        spec = self.job["tests"][index] if self.job["mode"] != "test_file" else None
+        # An assert test is judged by a checker process of its own; the candidate's side gets a socket to it
+        # where a report channel would be, and never holds the report pipe.
+        checked = spec is not None and spec["kind"] == "assert"
+        chk_sock, cand_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if checked else (None, None)
         stdin_data = b""
-        if self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "stdio":
-            stdin_data = self.job["tests"][index]["stdin"].encode("utf-8")
+        if spec is not None and spec["kind"] == "stdio":
+            stdin_data = spec["stdin"].encode("utf-8")
         in_w: int | None = None
         if stdin_data:
             in_r, in_w = os.pipe()
@@ -715,14 +1433,32 @@ class _Supervisor:
         start = time.monotonic()
         try:
             self.ctl.sendmsg(
-                [marshal.dumps(("last" if last and _HAVE_PIDFD else "run", index, token))],
+                # An assert test's token goes to its checker only: the candidate's side never reports.
+                [marshal.dumps(("last" if last and _HAVE_PIDFD else "run", index, b"" if checked else token))],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(bytes().join(
-                    fd.to_bytes(4, sys.byteorder) for fd in (out_w, err_w, res_w, in_r))))],
+                    fd.to_bytes(4, sys.byteorder) for fd in (out_w, err_w, cand_sock.fileno() if cand_sock else res_w,
+                                                             in_r))))],
             )
         except OSError:
             self.loader_alive = False
+        checker_pid = None
+        if chk_sock is not None and cand_sock is not None:
+            if self.loader_alive:
+                fds = (chk_sock.fileno(), res_w, out_w, err_w)
+                checker = self.take_checker()
+                if not checker.start(cast(dict, spec), self.limits, token, fds, self.workdir):
+                    checker = _BlankChecker()  # the one made ahead was killed with a test's leftovers
+                    checker.start(cast(dict, spec), self.limits, token, fds, self.workdir)
+                checker_pid = checker.pid
+            chk_sock.close()
+            cand_sock.close()
         for fd in (out_w, err_w, res_w) + ((in_r,) if in_w is not None else ()):
             os.close(fd)
+        # With a checker, a test ends when both the candidate's side and the checker have exited.
+        status_known, checker_done = False, checker_pid is None
+        checker_fd = None
+        if checker_pid is not None and _HAVE_PIDFD:
+            checker_fd = os.pidfd_open(checker_pid)
         deadline = start + self.limits["time_s"]
         sel = selectors.DefaultSelector()
         sel.register(out_r, selectors.EVENT_READ, "out")
@@ -732,6 +1468,9 @@ class _Supervisor:
             sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         if in_w is not None:
             sel.register(in_w, selectors.EVENT_WRITE, "in")
+        if checker_fd is not None:
+            sel.register(checker_fd, selectors.EVENT_READ, "checker")
+        checker_status = None
         pending = memoryview(stdin_data)
         finished = not self.loader_alive
         while not finished:
@@ -757,13 +1496,20 @@ class _Supervisor:
                         sel.register(in_place, selectors.EVENT_READ, "exited")
                     elif message[0] == "exit":
                         outcome["status"], outcome["maxrss"] = message[1], message[2]
-                        finished = True
+                        status_known = True
+                        finished = checker_done
                 elif key.data == "exited":
                     _pid, status, usage = os.wait4(self.loader_pid, 0)
                     outcome["status"], outcome["maxrss"] = status, usage.ru_maxrss
                     self.loader_alive = False
                     sel.unregister(key.fd)
-                    finished = True
+                    status_known = True
+                    finished = checker_done
+                elif key.data == "checker":
+                    _pid, checker_status, _usage = os.wait4(cast(int, checker_pid), 0)
+                    sel.unregister(key.fd)
+                    checker_done = True
+                    finished = finished or status_known
                 elif key.data == "in":
                     try:
                         pending = pending[os.write(key.fd, pending[: 1 << 16]) :]
@@ -777,6 +1523,9 @@ class _Supervisor:
                     data = os.read(res_r, 1 << 20)
                     if not data:
                         sel.unregister(res_r)
+                        if checker_pid is not None and checker_fd is None:  # no pidfd: its exit closed the pipe
+                            checker_done = True
+                            finished = finished or status_known
                     elif len(report) + len(data) > MAX_REPORT_BYTES:
                         outcome["killed"] = "report"
                         finished = True
@@ -789,6 +1538,14 @@ class _Supervisor:
                     finished = True
         sel.close()
         duration = (time.monotonic() - start) * 1000
+        if checker_fd is not None:
+            os.close(checker_fd)
+        # The test's own code runs in the checker: its death by a signal (os.abort() in a test) is the test's
+        # outcome as long as the candidate's side exited cleanly.
+        status = outcome["status"]
+        if (checker_status is not None and status is not None and os.WIFEXITED(status)
+                and os.WEXITSTATUS(status) == 0):
+            outcome["status"] = checker_status
         if in_place is not None:
             os.close(in_place)
             if outcome["status"] is None:
@@ -796,7 +1553,7 @@ class _Supervisor:
         elif outcome["status"] is None:
             self._kill_test(None if reported_pid is None else self._own_test_pid(reported_pid), outcome)
         # Whatever the test left behind (daemons, setsid escapees) dies before the next test starts.
-        _kill_children(spare=(self.loader_pid,) if self.loader_alive else ())
+        _kill_children(spare=((self.loader_pid,) if self.loader_alive else ()) + self.spare_checker())
         capture.drain([out_r, err_r], DRAIN_SECONDS)
         report += _drain_fd(res_r, DRAIN_SECONDS, MAX_REPORT_BYTES - len(report))
         for fd in (out_r, err_r, res_r) + ((in_w,) if in_w is not None else ()):
@@ -956,17 +1713,25 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 sock.close()
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 _prctl(PR_SET_CHILD_SUBREAPER, 1)
-                loader = None
+                loader, checker = None, None
                 while True:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
                         loader = _BlankLoader(workroot)  # forked while we wait: the next program finds it ready
+                    if checker is None and not select.select([job_r], [], [], 0)[0]:
+                        checker = _BlankChecker()  # likewise for its first assert test
                     job = _recv_frame(job_r)
                     if job is None:  # the end of the batch (no loader was forked for nothing if it was known)
+                        if checker is not None:
+                            checker.discard()
                         if loader is not None:
                             loader.discard()
                         break
-                    _Supervisor(job, job_r, res_w, loader or _BlankLoader(workroot)).run()
-                    loader = None
+                    uses_checker = any(test["kind"] == "assert" for test in job["tests"] or [])
+                    if checker is not None and not uses_checker:
+                        checker.discard()  # not for this program; a program that needs one makes its own
+                        checker = None
+                    _Supervisor(job, job_r, res_w, loader or _BlankLoader(workroot), checker).run()
+                    loader, checker = None, None
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()
                 code = 70
@@ -1184,7 +1949,7 @@ def _prepare_job(run: dict) -> dict:
         for test in tests:
             kind = test.get("kind", "assert")
             if kind == "assert":
-                safe.append({"kind": kind, "code": str(test["code"])})
+                safe.append({"kind": kind, "code": str(test["code"]), "setup": str(test.get("setup") or "")})
             elif kind == "call":
                 safe.append({"kind": kind, "entry_point": str(test["entry_point"]),
                              "args": list(test.get("args") or []), "kwargs": dict(test.get("kwargs") or {})})
@@ -1426,31 +2191,34 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose_python() -> None:
-    """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home) is
-    covered by an empty tmpfs with only the interpreter's prefixes bound back in, which also hides the rest."""
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _expose_python() -> list[tuple[str, int]]:
+    """Keep the interpreter's files readable after dropping root: a closed directory holding them (a home, or
+    pytest's 0700 folders under /tmp) is covered by an empty tmpfs and only the interpreter's prefixes are bound
+    back in, which also hides the rest. Each prefix is held open (O_PATH) before anything covers it and bound
+    from that descriptor; returns (prefix, descriptor) pairs for ``_bind_prefixes``. Closed folders under /tmp
+    are not covered here: the private /tmp covers them wholesale later."""
     prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
-    moves: list[tuple[str, str]] = []
-    for prefix in prefixes:
-        closed = _closed_ancestor(prefix)
-        if closed:
-            moves.append((prefix, closed))
-    if not moves:
-        return
-    _mount("tmpfs", CONFINED_TMP, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging, root only
-    staged = []
-    for number, (prefix, _closed) in enumerate(moves):
-        stage = os.path.join(CONFINED_TMP, str(number))
-        os.mkdir(stage)
-        _mount(prefix, stage, None, MS_BIND | MS_REC)
-        staged.append(stage)
-    for closed in sorted({closed for _prefix, closed in moves}):
-        _mount("tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for (prefix, _closed), stage in zip(moves, staged):
+    closed = {prefix: _closed_ancestor(prefix) for prefix in prefixes}
+    # Under /tmp even an open prefix needs binding back: the private /tmp would hide it.
+    held = [(prefix, os.open(prefix, os.O_PATH | os.O_DIRECTORY)) for prefix in prefixes
+            if closed[prefix] or _under(prefix, CONFINED_TMP)]
+    for folder in sorted({folder for folder in closed.values() if folder and not _under(folder, CONFINED_TMP)}):
+        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    return held
+
+
+def _bind_prefixes(held: list[tuple[str, int]], read_only: bool) -> None:
+    """Bind each held prefix back at its own path (``read_only``: and remount that bind read-only)."""
+    for prefix, fd in held:
         os.makedirs(prefix, mode=0o755, exist_ok=True)
-        _mount(stage, prefix, None, MS_MOVE)
-    if _libc.umount2(os.fsencode(CONFINED_TMP), 2) != 0:  # MNT_DETACH: the empty staging tmpfs goes away
-        raise OSError(ctypes.get_errno(), "umount staging tmpfs")
+        _mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
+        if read_only:
+            _mount(None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
 
 
 def _confine() -> str:
@@ -1461,7 +2229,9 @@ def _confine() -> str:
     if os.getpid() != 1 or os.geteuid() != 0:
         raise OSError("--confine needs root as pid 1 of fresh PID and mount namespaces (unshare --mount-proc)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here may propagate to the host
-    _expose_python()
+    held = _expose_python()
+    in_tmp = [(prefix, fd) for prefix, fd in held if _under(prefix, CONFINED_TMP)]
+    _bind_prefixes([(prefix, fd) for prefix, fd in held if not _under(prefix, CONFINED_TMP)], read_only=False)
     for point, options in _mounts():
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         for name, flag in _KEPT_MOUNT_FLAGS.items():
@@ -1479,6 +2249,9 @@ def _confine() -> str:
            f"size={CONFINED_TMPFS_MB}m,mode=0700,uid={uid},gid={uid}")
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size=64m,mode=0700,uid={uid},gid={uid}")
+    _bind_prefixes(in_tmp, read_only=True)  # an interpreter under /tmp (a venv in a test's tmp_path), read-only
+    if not all(_read_only(prefix) for prefix, _fd in in_tmp):
+        raise OSError("could not make the interpreter's folders under /tmp read-only")
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
@@ -1511,6 +2284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where per-program work directories go (default $TMPDIR)")
     parser.add_argument("--ready-fd", type=int, default=None,
                         help="write one byte to this descriptor once ready for the job (the container guard waits)")
+    parser.add_argument("--switch-uids", action="store_true",
+                        help="as root with only CAP_SETUID/CAP_SETGID/CAP_KILL (the runner container): run every "
+                             "program and every checker under a fresh unprivileged uid of its own")
     parser.add_argument("--confine", action="store_true",
                         help="as root in fresh namespaces: read-only mounts, private /tmp, an unprivileged uid")
     args = parser.parse_args(argv)
@@ -1521,6 +2297,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"runner: cannot confine: {exc}", file=sys.stderr)
             return 2
     args.workdir = args.workdir or tempfile.gettempdir()
+    if args.switch_uids:
+        if os.geteuid() != 0:
+            print("runner: --switch-uids needs root (with CAP_SETUID and CAP_SETGID)", file=sys.stderr)
+            return 2
+        global _SWITCH_UIDS
+        _SWITCH_UIDS = True
+    # No process of the runner can be traced or have its memory read by another of the same uid (a candidate).
+    _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
         _libc.mallopt(-8, 1)  # M_ARENA_MAX: per-thread malloc arenas would eat the address-space cap

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The runner container's main process: it stands between the docker backend and ``runner.py``. Stdlib only.
 
-Why it exists: a candidate runs as the same user as every process in its container. Without help it could
-write into the container's stdout (``/proc/1/fd/1`` belongs to the init process), ptrace the runner, or kill the
-runner after planting a fake answer. The guard closes those doors:
+Why it exists: the backend must be able to trust the container's answer although candidate code runs inside.
+The guard starts as uid 0 holding exactly CAP_SETUID, CAP_SETGID and CAP_KILL (it refuses anything else); the
+runner it starts keeps them for its harness processes and runs every program and every checker under a fresh
+unprivileged uid with no capabilities (``--switch-uids``), so a candidate can neither signal nor trace the harness
+nor another job. Beyond that, the guard closes the doors to the container's stdout:
 
 - it and the runner (run in a forked child, not exec'd, so the flag survives) are non-dumpable: same-user
   processes can neither ptrace them nor open their /proc files, so only the runner can write into its stdout pipe;
@@ -36,11 +38,15 @@ import sys
 # The guard's wire protocol; the docker backend imports these (sandbox/backends/guard_protocol.py). PROTOCOL
 # names this framing: images/Dockerfile.runner labels the image with it, and the service refuses an image
 # whose label differs, so bump it with any change to what the guard reads or writes.
-PROTOCOL = "4"
+PROTOCOL = "5"
 HEADER = b"IPSB1"
 READY = HEADER + b" ready\n"
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+# What the guard (and the runner's harness processes under it) may hold: switching every program and checker to a
+# uid of its own, and killing them. Nothing else; candidate code runs with none (runner.py, --switch-uids).
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+ALLOWED_CAPS = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID)
 RUNNER = os.environ.get("SANDBOX_RUNNER_PATH", "/opt/sandbox/runner.py")
 # The image byte-compiles the runner next to it: every container start then skips ~20 ms of compiling it.
 RUNNER_CODE = RUNNER[:-3] + ".pyc" if RUNNER.endswith(".py") and os.path.isfile(RUNNER[:-3] + ".pyc") else RUNNER
@@ -62,7 +68,7 @@ def start_runner(libc) -> tuple:
             os.dup2(answer_w, 1)
             for fd in (job_r, job_w, answer_r, answer_w, ready_r):
                 os.close(fd)
-            sys.argv = [RUNNER, "--ready-fd", str(ready_w), *sys.argv[1:]]
+            sys.argv = [RUNNER, "--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]]
             runpy.run_path(RUNNER_CODE, run_name="__main__")
             code = 0
         except SystemExit as exc:
@@ -97,10 +103,38 @@ def read_answer(pid: int, answer_r: int) -> tuple:
     return str(os.waitstatus_to_exitcode(status)).encode(), bytes(data)
 
 
+def privileges() -> dict:
+    """This process's capability sets and no_new_privs flag, from /proc/self/status."""
+    found = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
+                found[key] = int(value.strip(), 16 if key.startswith("Cap") else 10)
+    return found
+
+
+def refusal() -> str | None:
+    """Why this process must not serve, or None: it must be the container's init child, uid 0 holding exactly
+    CAP_SETUID, CAP_SETGID and CAP_KILL (bounding set included) with no_new_privs. Root on a host holds more,
+    so the guard's kill(-1) can never take down a host session."""
+    if os.getppid() != 1:
+        return "run only as the main process of a runner container (under its init)"
+    caps = privileges()
+    if os.getuid() != 0 or os.geteuid() != 0:
+        return "start as uid 0 with exactly CAP_SETUID, CAP_SETGID and CAP_KILL (the pool's container spec)"
+    if caps.get("CapEff") != ALLOWED_CAPS or caps.get("CapPrm") != ALLOWED_CAPS or caps.get("CapBnd") != ALLOWED_CAPS:
+        return (f"holds capabilities {caps.get('CapEff', 0):#x} (bounding {caps.get('CapBnd', 0):#x}); it needs exactly "
+                f"CAP_SETUID, CAP_SETGID and CAP_KILL ({ALLOWED_CAPS:#x})")
+    if caps.get("CapAmb") or caps.get("CapInh") or caps.get("NoNewPrivs") != 1:
+        return "needs no ambient or inheritable capabilities and no_new_privs set (security_opt no-new-privileges)"
+    return None
+
+
 def main() -> int:
-    if os.getuid() == 0 or os.getppid() != 1:
-        # kill(-1) below would take down a whole host session: only ever run as the container's init child.
-        sys.stderr.write("guard: run only as the unprivileged main process of a runner container\n")
+    refused = refusal()
+    if refused:
+        sys.stderr.write(f"guard: {refused}\n")
         return 64
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:

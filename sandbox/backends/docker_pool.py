@@ -34,6 +34,13 @@ from sandbox.logs import event
 log = logging.getLogger("sandbox.docker")
 
 DEFAULT_RUNNER_IMAGE = "iterpref/sandbox-runner:latest"
+RUNNER_IMAGE_ENV = "SANDBOX_RUNNER_IMAGE"  # overrides the default image (the service's --image reads it too)
+# The guard's privileges, and no more: switch programs and checkers to uids of their own, and kill them.
+GUARD_CAPABILITIES = ("SETUID", "SETGID", "KILL")
+
+
+def default_runner_image() -> str:
+    return os.environ.get(RUNNER_IMAGE_ENV) or DEFAULT_RUNNER_IMAGE
 PROTOCOL_LABEL = "iterpref.sandbox.protocol"  # the image's label naming the guard protocol it speaks
 
 
@@ -41,12 +48,14 @@ PROTOCOL_LABEL = "iterpref.sandbox.protocol"  # the image's label naming the gua
 class ContainerSpec:
     """How every runner container is confined. Defaults suit a small host; the service exposes them as flags."""
 
-    image: str = DEFAULT_RUNNER_IMAGE
+    image: str = field(default_factory=default_runner_image)
     cpus: float = 1.0
     memory_mb: int = 1024
     pids_limit: int = 256
     tmpfs_mb: int = 64
-    user: str = "10001:10001"
+    # uid 0 with only GUARD_CAPABILITIES: the guard refuses to serve with any other set, and the runner drops every
+    # program and checker to a fresh unprivileged uid with no capabilities (docs/security.md).
+    user: str = "0:0"
 
     def create_kwargs(self, api: docker.APIClient, labels: dict[str, str]) -> dict:
         """Arguments for the low-level ``create_container``: stdin open and closed after the one attach."""
@@ -55,10 +64,12 @@ class ContainerSpec:
         host_config = api.create_host_config(
             network_mode="none",
             read_only=True,
-            # Only the work directory is writable, owned by the runner's user (a mode option alone is not applied
-            # over the image's directory); noexec keeps dropped binaries from running.
-            tmpfs={"/work": f"size={self.tmpfs_mb}m,uid={uid},gid={gid},mode=0700,noexec,nosuid,nodev"},
+            # Only the work directory is writable. Each program makes its own 0700 directory there as its own uid;
+            # 1733 (sticky, not listable) lets it create one without seeing or removing another's. noexec keeps
+            # dropped binaries from running.
+            tmpfs={"/work": f"size={self.tmpfs_mb}m,uid={uid},gid={gid},mode=1733,noexec,nosuid,nodev"},
             cap_drop=["ALL"],
+            cap_add=list(GUARD_CAPABILITIES),
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
             mem_limit=f"{self.memory_mb}m",

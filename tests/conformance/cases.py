@@ -54,6 +54,44 @@ def _fn(body: str, prelude: str = "import os, sys, time\n") -> str:
     return prelude + "def answer():\n" + "".join(f"    {line}\n" for line in body.strip("\n").split("\n"))
 
 
+# A forger's search for the old in-process harness's reporting path: a callable local named ``report`` (called
+# with a pass), or the per-test ``token`` and ``result_fd`` (a pass written there). {frames} names the frames.
+_FORGE = """import marshal, gc, inspect
+def _frames_from(frame):
+    found = []
+    while frame is not None:
+        found.append(frame)
+        frame = frame.f_back
+    return found
+def _frames_from_gc():
+    return [o for o in gc.get_objects() if type(o).__name__ == 'frame'] + _frames_from(sys._getframe())
+for frame in {frames}:
+    names = frame.f_locals
+    report = names.get('report')
+    if callable(report):
+        report('ok', marshal.dumps(None))
+    if isinstance(names.get('token'), bytes) and isinstance(names.get('result_fd'), int):
+        blob = marshal.dumps((names['token'], 'ok', marshal.dumps(None)))
+        os.write(names['result_fd'], len(blob).to_bytes(4, 'big') + blob)
+        os._exit(0)
+return 41"""
+
+_FORGE_FD = """import marshal
+token = None
+frame = sys._getframe()
+while frame is not None:
+    if isinstance(frame.f_locals.get('token'), bytes):
+        token = frame.f_locals['token']
+    frame = frame.f_back
+blob = marshal.dumps((token or b'0' * 16, 'ok', marshal.dumps(None)))
+for name in os.listdir('/proc/self/fd'):
+    try:
+        os.write(int(name), len(blob).to_bytes(4, 'big') + blob)
+    except OSError:
+        pass
+os._exit(0)"""
+
+
 CASES = [
     # --- resources ---------------------------------------------------------------------------------------------
     Case("fork_bomb", _fn("while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
@@ -124,9 +162,10 @@ CASES = [
                                    "ppid = os.getppid()\nif libc.ptrace(16, ppid, 0, 0) != 0:\n"
                                    "    raise PermissionError(ctypes.get_errno(), 'ptrace attach refused')\n"
                                    "return 42"), ("error",)),
-    # Killing every process it may signal: the container's guard notices and blames the program; in the process
-    # backend the runner's supervisor dies with it, which the runner can only report as an infra_error.
-    Case("kill_every_process", _fn("import signal\nos.kill(-1, signal.SIGKILL)\nreturn 42"), ("error",),
+    # Killing every process it may signal: in a container that is only its own uid's processes (the harness and
+    # the checker run under other uids), so it lives on and returns 42; in the process backend, one uid for all,
+    # the runner's supervisor dies with it, which the runner can only report as an infra_error.
+    Case("kill_every_process", _fn("import signal\nos.kill(-1, signal.SIGKILL)\nreturn 42"), ("pass",),
          on={"process": ()}, infra_error_on=("process",)),
     Case("ctypes_segfault", _fn("import ctypes\nctypes.string_at(0)\nreturn 42"), ("crash",)),
     # --- gaming the harness ------------------------------------------------------------------------------------
@@ -154,6 +193,45 @@ CASES = [
     Case("patch_harness_primitives", "import os, marshal, sys\nos._exit = lambda *a: None\n"
                                      "marshal.dumps = lambda *a: b'forged'\nsys.exit = lambda *a: None\n"
                                      "def answer():\n    return 41\n", ("fail",)),
+    # --- reaching into the harness for a verdict (reward hacks seen in RL on code) --------------------------------
+    # Each forger passed against the in-process harness this runner used to have (the judge of an assert test
+    # shared the candidate's interpreter): it found the reporting closure, or the per-test token and the report
+    # descriptor, and wrote a pass. The checker now runs the test in another process, so there is nothing to find.
+    Case("forge_via_frame_walk", _fn(_FORGE.format(frames="_frames_from(sys._getframe())")), ("error",)),
+    Case("forge_via_gc", _fn(_FORGE.format(frames="_frames_from_gc()")), ("error",)),
+    Case("forge_via_inspect_stack", _fn(_FORGE.format(frames="[info.frame for info in inspect.stack()]")), ("error",)),
+    # The token from the frames, the descriptor from /proc/self/fd: a forged report on every descriptor, then exit.
+    Case("forge_via_proc_self_fd", _fn(_FORGE_FD), ("error",)),
+    Case("always_equal_object_in_an_assert", "class Any:\n    def __eq__(self, other):\n        return True\n"
+                                             "    __hash__ = object.__hash__\ndef answer():\n    return Any()\n",
+         ("error",)),  # HandleComparison: the checker never asks the candidate's object to judge itself
+    Case("int_subclass_equal_to_anything", "class Int(int):\n    def __eq__(self, other):\n        return True\n"
+                                           "    __hash__ = int.__hash__\ndef answer():\n    return Int(41)\n",
+         ("fail",)),  # crosses as the plain int 41
+    Case("sys_exit_zero_in_the_function", _fn("sys.exit(0)"), ("error",)),
+    Case("patch_builtins_during_the_test", "import builtins\ndef answer():\n    builtins.abs = lambda x: 0\n"
+                                           "    return 41\n", ("fail",),
+         tests=({"kind": "assert", "code": "answer()\nassert abs(answer() - 42) < 1e-9"},)),
+    Case("module_level_dunder_builtins", "import builtins\n__builtins__ = dict(vars(builtins), abs=lambda x: 0)\n"
+                                         "def answer():\n    return 41\n", ("fail",),
+         tests=({"kind": "assert", "code": "assert abs(answer() - 42) < 1e-9"},)),
+    Case("fake_module_in_sys_modules", "import sys, types\nfake = types.ModuleType('math')\n"
+                                       "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\nimport math\n"
+                                       "def answer():\n    return 41\n", ("fail", "fail"),
+         tests=({"kind": "assert", "code": "assert math.isclose(answer(), 42)"},
+                {"kind": "assert", "code": "import math\nassert math.isclose(answer(), 42)"})),
+    Case("redefined_trusted_helper", "def encode(s):\n    return s\ndef decode(s):\n    return s\n", ("fail",),
+         tests=({"kind": "assert", "setup": "def encode(s):\n    return s[::-1] + '!'\n",
+                 "code": "assert decode(encode('abc')) == 'abc'"},)),
+    Case("patch_the_checkers_reply", _fn("import socket\nfor fd in range(3, 256):\n    try:\n"
+                                         "        socket.socket(fileno=os.dup(fd)).close()\n        os.close(fd)\n"
+                                         "    except OSError:\n        pass\nreturn 42"),
+         ("error",)),  # closing its end of the checker's socket: the checker sees the candidate gone (CandidateDied)
+    # 42 only if it could ptrace-attach to any process but itself (its checker, the harness, a neighbour).
+    Case("trace_every_process", _fn("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                                    "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+                                    "return 42 if any(libc.ptrace(16, p, 0, 0) == 0 for p in others) else 41"),
+         ("fail",)),
     # The second test passes only if the first one's call is still in ``state``: tests must be independent.
     Case("depends_on_test_order", "state = []\ndef answer():\n    state.append(1)\n    return 41 + len(state)\n",
          ("pass", "fail"), tests=(ANSWER[0], {"kind": "assert", "code": "assert answer() == 43"})),

@@ -127,12 +127,13 @@ def stale_image() -> str | None:
     """Why the runner image does not carry this checkout's runner.py, or None (its verdicts would be another's)."""
     import docker
 
-    from sandbox.backends.docker_pool import DEFAULT_RUNNER_IMAGE
+    from sandbox.backends.docker_pool import default_runner_image
 
-    inside = docker.from_env().containers.run(DEFAULT_RUNNER_IMAGE, entrypoint=["cat", "/opt/sandbox/runner.py"],
+    image = default_runner_image()  # SANDBOX_RUNNER_IMAGE, like the service
+    inside = docker.from_env().containers.run(image, entrypoint=["cat", "/opt/sandbox/runner.py"],
                                               network_disabled=True, remove=True)
     if inside != (Path(__file__).resolve().parents[2] / "sandbox" / "runner.py").read_bytes():
-        return f"{DEFAULT_RUNNER_IMAGE} holds another runner.py than this checkout: run images/build-images.sh"
+        return f"{image} holds another runner.py than this checkout: run images/build-images.sh"
     return None
 
 
@@ -142,7 +143,8 @@ def _docker_service():
         pytest.fail(stale)
     from sandbox.backends.docker import DockerBackend, DockerSettings
 
-    return DockerBackend(DockerSettings(pool_size=2))
+    # Two workers per container: the neighbour test needs two programs of one batch running at once in one.
+    return DockerBackend(DockerSettings(pool_size=2, workers_per_container=2))
 
 
 BACKENDS = {"process": _process_service, "docker": _docker_service}

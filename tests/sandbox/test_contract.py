@@ -40,3 +40,18 @@ def test_the_runner_image_is_labelled_with_the_guards_protocol():
     dockerfile = (ROOT / "images" / "Dockerfile.runner").read_text()
     labelled = re.search(rf'{re.escape(docker_pool.PROTOCOL_LABEL)}="([^"]*)"', dockerfile)
     assert labelled and labelled.group(1) == container_guard.PROTOCOL
+
+
+def test_the_checkers_refusals_are_named_in_the_contract():
+    raised = {cls.__name__ for cls in (runner.HandleComparison, runner.CannotCross, runner.CandidateDied)}
+    assert raised == set(models.CHECKER_ERROR_TYPES)
+
+
+def test_the_guard_and_the_pool_agree_on_the_guards_capabilities():
+    import os
+
+    names = {"KILL": container_guard.CAP_KILL, "SETGID": container_guard.CAP_SETGID, "SETUID": container_guard.CAP_SETUID}
+    assert sum(1 << names[cap] for cap in docker_pool.GUARD_CAPABILITIES) == container_guard.ALLOWED_CAPS
+    assert docker_pool.ContainerSpec().user == "0:0"
+    assert os.environ.get(docker_pool.RUNNER_IMAGE_ENV, docker_pool.DEFAULT_RUNNER_IMAGE) == \
+        docker_pool.ContainerSpec().image

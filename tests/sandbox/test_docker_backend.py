@@ -253,15 +253,16 @@ def test_pool_containers_are_hardened(backend, docker_client):
     host, config = attrs["HostConfig"], attrs["Config"]
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    # The guard's three capabilities, nothing else (it refuses to serve otherwise); candidates get none.
+    assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETUID"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False
     assert host["Memory"] == 512 * 2**20 and host["MemorySwap"] == host["Memory"]
     assert host["PidsLimit"] == 256 and host["NanoCpus"] == 10**9
     assert host["Init"] is True and host["LogConfig"]["Type"] == "none"
-    assert "/work" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/work"]
+    assert "/work" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/work"] and "mode=1733" in host["Tmpfs"]["/work"]
     assert not attrs["Mounts"]  # nothing from the host, the Docker socket least of all
-    assert config["User"] == "10001:10001"
+    assert config["User"] == "0:0"
     assert config["Labels"][ROLE_LABEL] == RUNNER_ROLE
 
 
@@ -290,11 +291,23 @@ def write_root():
         except OSError:
             pass
     return "blocked"
-def uid():
-    return os.getuid()
+def uid_is_its_own():
+    # a fresh unprivileged uid, every id the same, that no harness process has
+    uids = os.getresuid() + os.getresgid()
+    harness = {int(l.split()[1]) for pid in ("1",) for l in open(f"/proc/{pid}/status") if l.startswith("Uid:")}
+    return len(set(uids)) == 1 and uids[0] >= 1_000_000 and uids[0] not in harness and os.getgroups() == []
 def capabilities():
-    line = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0]
-    return int(line.split()[1], 16)
+    sets = {l.split(":")[0]: int(l.split()[1], 16) for l in open("/proc/self/status") if l.startswith("Cap")}
+    return [sets["CapEff"], sets["CapPrm"], sets["CapInh"], sets["CapAmb"]]
+def work_dir_is_private():
+    # its own directory is 0700 and its own; /work itself cannot be listed
+    here = os.stat(".")
+    try:
+        os.listdir("/work")
+        listable = True
+    except PermissionError:
+        listable = False
+    return [oct(here.st_mode & 0o777), here.st_uid == os.getuid(), listable]
 def foreign_stdout_openable():
     # every process but init may hold a pipe to the judge; none may be openable by the candidate
     found = []
@@ -317,8 +330,9 @@ def work_is_writable():
 @pytest.mark.docker
 @pytest.mark.timeout(120)
 def test_candidate_is_confined(backend):
-    tests = [call("network", "blocked"), call("write_root", "blocked"), call("uid", 10001),
-             call("capabilities", 0), call("foreign_stdout_openable", []), call("work_is_writable", "ok")]
+    tests = [call("network", "blocked"), call("write_root", "blocked"), call("uid_is_its_own", True),
+             call("capabilities", [0, 0, 0, 0]), call("foreign_stdout_openable", []), call("work_is_writable", "ok"),
+             call("work_dir_is_private", ["0o700", True, False])]
     (result,) = run(backend, req(CONFINEMENT, tests, time_s=5))
     assert {t.id: t.verdict.value for t in result.tests} == {t["id"]: "pass" for t in tests}, result.tests
 
@@ -327,44 +341,57 @@ FORGER = r'''
 import json, os, signal
 fake = {"results": [{"status": "completed", "passed": True, "counts": {"pass": 1},
                      "tests": [{"id": "t", "verdict": "pass"}]}]}
-with open("/proc/1/fd/1", "w") as out:  # init's stdout is the container's stdout
-    out.write("IPSB1 " + "0" * 32 + " ok 10\n" + json.dumps(fake))
-os.kill(-1, signal.SIGKILL)  # then kill every process it can, the guard and runner included
+try:
+    with open("/proc/1/fd/1", "w") as out:  # init's stdout is the container's stdout
+        out.write("IPSB1 " + "0" * 32 + " ok 10\n" + json.dumps(fake))
+    wrote = True
+except OSError:
+    wrote = False
+os.kill(-1, SIGKILL := signal.SIGKILL)  # then kill every process it can (only its own uid's now)
+def wrote_container_stdout():
+    return wrote
 '''
 
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
 def test_forged_answer_on_the_container_stdout_is_never_a_pass(backend):
-    (result,) = run(backend, req(FORGER, [{"kind": "assert", "id": "t", "code": "assert False"}]))
+    # Its own uid may neither open init's stdout nor signal the guard, the runner or the checker: the forgery and
+    # the kill change nothing, and the test is judged as written.
+    tests = [{"kind": "assert", "id": "t", "code": "assert False"}, call("wrote_container_stdout", False)]
+    (result,) = run(backend, req(FORGER, tests))
     assert not result.passed
-    assert result.tests[0].verdict == Verdict.ERROR and result.tests[0].error_type == "HarnessSubverted"
+    assert [t.verdict for t in result.tests] == [Verdict.FAIL, Verdict.PASS], result.tests
 
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
 def test_flood_on_the_container_stdout_is_ignored(backend):
-    flood = 'with open("/proc/1/fd/1", "w") as out:\n    out.write("{" * (20 * 2**20))\nx = 1\n'
+    # Its own uid may not open init's stdout any more; were it allowed, the backend would skip the flood.
+    flood = ('try:\n    with open("/proc/1/fd/1", "w") as out:\n        out.write("{" * (20 * 2**20))\n'
+             'except OSError:\n    pass\nx = 1\n')
     (result,) = run(backend, req(flood, [{"kind": "assert", "code": "assert x == 1"}], time_s=10))
     assert result.passed, result.tests
 
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
-def test_sigstop_of_every_process_is_ended_by_the_host_deadline(backend):
-    code = "import os, signal\nos.kill(-1, signal.SIGSTOP)\n"
-    (result,) = run(backend, req(code, [{"kind": "assert", "code": "pass"}], time_s=1))  # pytest-timeout bounds a hang
-    assert result.tests[0].verdict == Verdict.TIMEOUT and "host deadline" in result.tests[0].message
+def test_sigstop_of_every_process_it_may_signal_stops_only_its_own(backend):
+    # Under a uid of its own it may signal no harness process: the guard, runner and checker run on, and the
+    # test is judged as written (pytest-timeout bounds a hang).
+    code = "import os, signal\nos.kill(-1, signal.SIGSTOP)\nx = 1\n"
+    (result,) = run(backend, req(code, [{"kind": "assert", "code": "assert x == 1"}], time_s=1))
+    assert result.tests[0].verdict == Verdict.PASS, result.tests
 
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
 def test_a_hostile_program_does_not_decide_its_neighbours(backend):
     good = req("x = 1\n", [{"kind": "assert", "code": "assert x == 1"}])
-    killer = req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "pass"}])
+    killer = req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "assert False"}])
     results = run(backend, good, killer, good, good)
     assert [r.passed for r in results] == [True, False, True, True]
-    assert results[1].tests[0].verdict == Verdict.ERROR
+    assert results[1].tests[0].verdict == Verdict.FAIL  # it killed only processes of its own uid
 
 
 @pytest.mark.docker
@@ -498,9 +525,10 @@ def test_service_over_http_survives_every_hostile_program(docker_client, caplog)
     from sandbox.server import ServiceSettings, create_app
 
     hostile = [
-        req(FORGER, [{"kind": "assert", "id": "t", "code": "pass"}]),
-        req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "pass"}]),
-        req("import os, signal\nos.kill(-1, signal.SIGSTOP)\n", [{"kind": "assert", "code": "pass"}], time_s=1),
+        req(FORGER, [{"kind": "assert", "id": "t", "code": "assert False"}]),
+        req("import os, signal\nos.kill(-1, signal.SIGKILL)\n", [{"kind": "assert", "code": "assert False"}]),
+        req("import os, signal\nos.kill(-1, signal.SIGSTOP)\n", [{"kind": "assert", "code": "assert False"}],
+            time_s=1),
         req("while True:\n    pass\n", [{"kind": "assert", "code": "pass"}], time_s=1),
         req("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
             [{"kind": "assert", "code": "pass"}], time_s=1),
@@ -515,10 +543,11 @@ def test_service_over_http_survives_every_hostile_program(docker_client, caplog)
             response = client.post("/v1/batch", json=body)
         assert response.status_code == 200
         results = [RunResult.model_validate(r) for r in response.json()["results"]]
-        # The backend's account of each broken container is logged under the request's run id.
+        # The backend's account of any broken container is logged under the request's run id (under uids of their
+        # own these programs can no longer break one, so there may be none).
         events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
         failures = [e for e in events if e["event"] == "runner_failed"]
-        assert failures and {e["run_id"] for e in failures} == {response.headers["x-run-id"]}
+        assert {e["run_id"] for e in failures} <= {response.headers["x-run-id"]}
         assert [r.passed for r in results] == [False] * len(hostile) + [True]
         assert all(r.status == RunStatus.COMPLETED for r in results)
         assert client.post("/v1/runs", json=good.model_dump(mode="json")).json()["passed"] is True
@@ -540,3 +569,96 @@ def test_an_image_with_another_guard_protocol_is_refused_with_advice(docker_clie
         pytest.skip(f"{other} not built")
     with pytest.raises(RuntimeError, match="protocol.*build-images.sh"):
         ContainerPool(ContainerSpec(image=other), 1).check_engine_and_image()
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_every_program_and_every_checker_runs_under_a_uid_of_its_own(backend):
+    # RLIMIT_NPROC counts per uid across the host: one uid shared by all containers let a fork bomb in one make
+    # fork fail in every other. Each program (and each test's checker) now has a fresh unprivileged uid.
+    code = "import os\ndef ids():\n    return os.getresuid() + os.getresgid()\n"
+    test = ("import os\nmine = os.getresuid() + os.getresgid()\ntheirs = ids()\n"
+            "assert len(set(mine)) == 1 and len(set(theirs)) == 1 and mine != theirs\n"
+            "assert min(mine + theirs) >= 1_000_000 and os.getgroups() == []\n"
+            "print(mine[0], theirs[0])")
+    results = run(backend, *[req(code, [{"kind": "assert", "code": test}] * 2) for _ in range(3)])
+    assert all(r.passed for r in results), [r.tests for r in results]
+    uids = [int(uid) for r in results for t in r.tests for uid in t.stdout.split()]
+    assert len(uids) == 12
+    checkers, candidates = uids[0::2], uids[1::2]
+    assert len(set(checkers)) == 6  # a fresh one per test
+    assert len(set(candidates)) == 3 and set(candidates).isdisjoint(checkers)  # one per program
+
+
+def _busiest_candidate_uid() -> tuple[int, int]:
+    """(uid, process count) of the host's most numerous uid in the candidates' range (container processes are
+    visible from the host)."""
+    from collections import Counter
+    from pathlib import Path
+
+    counts: Counter = Counter()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+            if uid >= 1_000_000:
+                counts[uid] += 1
+    return counts.most_common(1)[0] if counts else (0, 0)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_a_fork_bomb_in_one_container_leaves_fork_working_in_another(backend):
+    # RLIMIT_NPROC (256 per test) counts a uid's processes across the host: with one uid for every container, a
+    # bomb holding ~250 processes made fork fail in every other container. Each program now has its own uid.
+    bomb = req("import os, signal\ndef hold():\n    while True:\n        try:\n            if os.fork() == 0:\n"
+               "                signal.pause()\n        except OSError:\n            signal.pause()\n",
+               [{"kind": "call", "id": "hold", "entry_point": "hold", "expected": None}], time_s=20)
+    forks = req("import os\ndef forks():\n    for _ in range(20):\n        pid = os.fork()\n        if pid == 0:\n"
+                "            os._exit(0)\n        os.waitpid(pid, 0)\n    return 20\n", [call("forks", 20)], time_s=10)
+    held = asyncio.run_coroutine_threadsafe(backend.run_batch([bomb]), backend.loop.loop)
+    deadline = time.monotonic() + 60
+    while _busiest_candidate_uid()[1] < 200:  # the bomb holds its processes: an event seen from the host
+        assert time.monotonic() < deadline and not held.done(), "the bomb never filled its uid"
+        time.sleep(0.05)
+    (result,) = run(backend, forks)
+    assert result.tests[0].verdict == Verdict.PASS, result.tests[0]
+    (bombed,) = held.result(120)
+    assert bombed.tests[0].verdict == Verdict.TIMEOUT
+
+
+ALLOWED = {"CapInh": 0, "CapPrm": 0xE0, "CapEff": 0xE0, "CapBnd": 0xE0, "CapAmb": 0, "NoNewPrivs": 1}
+
+
+@pytest.mark.parametrize("ppid, uid, changes, refused", [
+    (1, 0, {}, None),
+    (7, 0, {}, "main process of a runner container"),
+    (1, 10001, {}, "start as uid 0"),
+    (1, 0, {"CapEff": 0x1FF, "CapPrm": 0x1FF}, "holds capabilities 0x1ff"),
+    (1, 0, {"CapBnd": 0x1FFFFFFFFFF}, "bounding 0x1ffffffffff"),
+    (1, 0, {"CapAmb": 0x20}, "no ambient"),
+    (1, 0, {"NoNewPrivs": 0}, "no_new_privs"),
+])
+def test_the_guard_serves_only_as_root_with_exactly_its_three_capabilities(monkeypatch, ppid, uid, changes, refused):
+    from sandbox.backends import container_guard
+
+    monkeypatch.setattr(container_guard, "privileges", lambda: {**ALLOWED, **changes})
+    monkeypatch.setattr(container_guard.os, "getppid", lambda: ppid)
+    monkeypatch.setattr(container_guard.os, "getuid", lambda: uid)
+    monkeypatch.setattr(container_guard.os, "geteuid", lambda: uid)
+    found = container_guard.refusal()
+    assert (found is None) if refused is None else (found is not None and refused in found), found
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_a_runner_container_with_one_capability_too_many_refuses_to_serve(docker_client):
+    import docker
+
+    with pytest.raises(docker.errors.ContainerError) as refused:
+        docker_client.containers.run(
+            ContainerSpec().image, user="0:0", cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "KILL", "CHOWN"],
+            security_opt=["no-new-privileges"], init=True, network_disabled=True, remove=True, stderr=True)
+    assert refused.value.exit_status == 64 and b"guard: holds capabilities 0xe1" in refused.value.stderr

@@ -72,3 +72,30 @@ def test_the_runner_runs_from_bytecode_compiled_once():
     first, second = process.runner_script(), process.runner_script()
     assert first == second and first.endswith(".pyc")
     assert process.runner_script(python="/some/other/python") == str(process.RUNNER)
+
+
+def test_a_confined_runner_works_with_an_interpreter_in_a_closed_folder_under_tmp(tmp_path):
+    """A venv in pytest's tmp_path (0700 folders under /tmp): the private /tmp would hide it; its prefix is bound
+    back, read-only, and programs run (once: "cannot confine: mount /tmp/1: No such file or directory")."""
+    import json
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not process.confines():
+        pytest.skip("confinement needs root and namespaces")
+    assert str(tmp_path).startswith("/tmp/")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    request = RunRequest(code="import json, sys\ndef where():\n    return sys.prefix\n", tests=[
+        {"kind": "call", "entry_point": "where", "expected": os.path.realpath(tmp_path / "venv")},
+        {"kind": "assert", "code": "import json\nassert json.loads('[1]') == [1]"},
+        {"kind": "assert", "code": "open(sys.prefix + '/written', 'w')"}])
+    job = {"runs": [request.model_dump(mode="json")], "workers": 1}
+    done = subprocess.run(process.runner_command(True, python=python), input=json.dumps(job).encode(),
+                          capture_output=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
+    assert done.returncode == 0, done.stderr.decode()
+    tests = json.loads(done.stdout)["results"][0]["tests"]
+    assert [t["verdict"] for t in tests] == ["pass", "pass", "error"], tests
+    assert tests[2]["error_type"] in ("OSError", "PermissionError")  # read-only, or not ours: never writable

@@ -59,17 +59,20 @@ CASES: dict[str, dict] = {
     "isolated_state": {"code": "seen = []\n",
                        "tests": [{"kind": "assert", "code": "seen.append(1)\nassert seen == [1]"},
                                  {"kind": "assert", "code": "seen.append(1)\nassert seen == [1]"}]},
-    "last_test_in_loader": {"code": "import os\nTOP = os.getpid()\n",
-                            "tests": [{"kind": "assert", "code": "assert os.getpid() != TOP"},
-                                      {"kind": "assert", "code": "assert os.getpid() == TOP"}]},
+    # Assert tests run in the checker: what the candidate's process does is seen through its own functions.
+    "last_test_in_loader": {"code": "import os\nTOP = os.getpid()\ndef pid():\n    return os.getpid()\n",
+                            "tests": [{"kind": "assert", "code": "assert pid() != TOP"},
+                                      {"kind": "assert", "code": "assert pid() == TOP"}]},
     "thread_forks_last_test": {"code": "import os, threading, time\nTOP = os.getpid()\n"
-                                       "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n",
-                               "tests": [{"kind": "assert", "code": "assert os.getpid() != TOP"}]},
-    "both_paths_crash": {"code": "import os, signal\n",
-                         "tests": [{"kind": "assert", "code": "os.kill(os.getpid(), signal.SIGABRT)"}] * 2},
-    "both_paths_exit": {"code": "import os\n",
-                        "tests": [{"kind": "assert", "code": "print('bye', flush=True)\nos._exit(3)"}] * 2},
-    "both_paths_timeout": {"code": "import time\n", "tests": [{"kind": "assert", "code": "time.sleep(30)"}] * 2,
+                                       "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+                                       "def pid():\n    return os.getpid()\n",
+                               "tests": [{"kind": "assert", "code": "assert pid() != TOP"}]},
+    "both_paths_crash": {"code": "import os, signal\ndef crash():\n    os.kill(os.getpid(), signal.SIGABRT)\n",
+                         "tests": [{"kind": "assert", "code": "crash()"}] * 2},
+    "both_paths_exit": {"code": "import os\ndef bye():\n    print('bye', flush=True)\n    os._exit(3)\n",
+                        "tests": [{"kind": "assert", "code": "bye()"}] * 2},
+    "both_paths_timeout": {"code": "import time\ndef slow():\n    time.sleep(30)\n",
+                           "tests": [{"kind": "assert", "code": "slow()"}] * 2,
                            "limits": {**LIMITS, "time_s": 0.4}},
     "test_file": {"code": ADD, "test_file": (
         "import unittest\nfrom solution import add\n\n"

@@ -1,0 +1,212 @@
+"""The checker (docs/runner.md, "The checker"): assert tests run in a process of their own and reach the
+candidate's module only through values and handles. An MBPP-style fixture gets the verdicts the official harness
+gives (exec of the program, then of the asserts, in one namespace), except the documented forge cases; the value
+encoding round-trips the standard library's value types."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import fractions
+
+import pytest
+
+from sandbox import runner
+from sandbox.local import LocalExecutor
+from sandbox.models import RunRequest
+
+# name: (program, assert test, trusted setup or None)
+FIXTURE = {
+    "counter": ("from collections import Counter\ndef count(xs):\n    return Counter(xs)\n",
+                "assert count('aab') == {'a': 2, 'b': 1}\nassert count('aab').most_common(1) == [('a', 2)]", None),
+    "counter_wrong": ("from collections import Counter\ndef count(xs):\n    return Counter(xs[1:])\n",
+                      "assert count('aab') == {'a': 2, 'b': 1}", None),
+    "namedtuple": ("from collections import namedtuple\nP = namedtuple('P', 'x y')\ndef mid(a, b):\n"
+                   "    return P((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)\n",
+                   "assert mid((0, 0), (2, 4)) == (1.0, 2.0)", None),
+    "generator_listed": ("def evens(n):\n    for i in range(n):\n        if i % 2 == 0:\n            yield i\n",
+                         "assert list(evens(7)) == [0, 2, 4, 6]", None),
+    "generator_is_not_a_list": ("def evens(n):\n    yield from range(0, n, 2)\n",
+                                "assert evens(7) == [0, 2, 4, 6]", None),
+    "mutation_written_back": ("def sort_in_place(xs):\n    xs.sort()\n",
+                              "xs = [3, 1, 2]\nsort_in_place(xs)\nassert xs == [1, 2, 3]", None),
+    "dict_mutation": ("def add_key(d):\n    d['k'] = 1\n    return len(d)\n",
+                      "d = {}\nassert add_key(d) == 1 and d == {'k': 1}", None),
+    "candidate_class": ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+                        "def max_chain_length(pairs, n):\n    pairs = sorted(pairs, key=lambda p: p.a)\n"
+                        "    best, end = 0, float('-inf')\n    for p in pairs:\n        if p.a > end:\n"
+                        "            best, end = best + 1, p.b\n    return best\n",
+                        "assert max_chain_length([Pair(5, 24), Pair(15, 25), Pair(27, 40), Pair(50, 60)], 4) == 3",
+                        None),
+    "method_calls": ("class Solution:\n    def twice(self, x):\n        return 2 * x\n",
+                     "assert Solution().twice(21) == 42", None),
+    "module_import": ("import math\ndef hyp(a, b):\n    return math.sqrt(a * a + b * b)\n",
+                      "assert math.isclose(hyp(3, 4), 5.0)", None),
+    "trusted_helper": ("def decode(s):\n    return s[::-1]\n",
+                       "assert decode(encode('abc')) == 'abc'", "def encode(s):\n    return s[::-1]\n"),
+    "exception_expected": ("def first(xs):\n    return xs[0]\n",
+                           "try:\n    first([])\n    assert False\nexcept IndexError:\n    pass", None),
+    "fractions_and_decimals": ("from fractions import Fraction\nfrom decimal import Decimal\n"
+                               "def half(x):\n    return Fraction(x, 2), Decimal(x) / 2\n",
+                               "assert half(3) == (Fraction(3, 2), Decimal('1.5'))", None),
+    "raises": ("def f(x):\n    return x / 0\n", "assert f(1) == 0", None),
+}
+# The documented forge cases: the official harness passes them, the checker does not.
+FORGES = {
+    "always_equal": ("class Any:\n    def __eq__(self, o):\n        return True\ndef f():\n    return Any()\n",
+                     "assert f() == 42", None),
+}
+CHECKER_VERDICT = {"always_equal": "error"}
+
+
+def official(program: str, test: str, setup: str | None) -> str:
+    """What MBPP's harness gives: the program, (its helpers,) then the asserts, exec'd in one namespace."""
+    namespace: dict = {}
+    try:
+        exec(program, namespace)
+        if setup:
+            exec(setup, namespace)
+        exec(test, namespace)
+    except AssertionError:
+        return "fail"
+    except Exception:  # noqa: BLE001
+        return "error"
+    return "pass"
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, str]:
+    cases = {**FIXTURE, **FORGES}
+    requests = [RunRequest(code=program, tests=[{"kind": "assert", "code": test, "setup": setup}])
+                for program, test, setup in cases.values()]
+    results = LocalExecutor(workers=2).run_batch(requests)
+    return {name: result.tests[0].verdict.value for name, result in zip(cases, results)}
+
+
+def test_mbpp_style_fixture_agrees_with_the_official_harness(verdicts):
+    expected = {name: official(*case) for name, case in FIXTURE.items()}
+    assert {name: verdicts[name] for name in FIXTURE} == expected
+    assert "fail" in expected.values() and "error" in expected.values()  # the fixture tells verdicts apart
+
+
+def test_documented_forges_pass_the_official_harness_only(verdicts):
+    for name, case in FORGES.items():
+        assert official(*case) == "pass"
+        assert verdicts[name] == CHECKER_VERDICT[name]
+
+
+def test_a_candidates_exception_keeps_its_type_line_and_frames():
+    code = "def f(x):\n    y = x\n    return y / 0\n"
+    (test,) = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": "f(1)"}])).tests
+    assert (test.verdict.value, test.error_type, test.message, test.line) == ("error", "ZeroDivisionError",
+                                                                              "division by zero", 3)
+    assert 'File "<test>", line 1' in test.traceback and 'File "<candidate>", line 3, in f' in test.traceback
+    assert "runner.py" not in test.traceback
+
+
+def test_refusals_say_why():
+    code = "class P:\n    pass\ndef make():\n    return P()\ndef call(f):\n    return f()\n"
+    tests = [{"kind": "assert", "code": "assert make() == make()"}, {"kind": "assert", "code": "call(lambda: 1)"},
+             {"kind": "assert", "code": "assert make()"}, {"kind": "assert", "code": "{make(): 1}"}]
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=tests))
+    got = [(t.verdict.value, t.error_type) for t in result.tests]
+    assert got == [("error", "HandleComparison"), ("error", "CannotCross"), ("error", "HandleComparison"),
+                   ("error", "HandleComparison")]
+    assert "lives in the candidate's process" in result.tests[0].message and "P" in result.tests[0].message
+
+
+def test_names_the_test_takes_keep_their_metadata():
+    code = "def add(a: int, b: int = 2, *rest, key=None):\n    'Add them.'\n    return a + b\n"
+    test = ("import inspect\nassert add.__name__ == 'add' and add.__qualname__ == 'add' and add.__doc__ == 'Add them.'\n"
+            "assert str(inspect.signature(add)) == '(a, b=2, *rest, key=None)'\nassert add(1) == 3")
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": test}]))
+    assert result.passed, result.tests[0]
+
+
+def test_the_candidates_builtins_and_globals_shadowing_them_are_not_the_tests():
+    code = "def abs(x):\n    return 0\ndef f():\n    return 41\n"
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert",
+                                                                        "code": "assert abs(f() - 42) < 1"}]))
+    assert result.tests[0].verdict.value == "fail"
+
+
+def test_the_checker_is_not_dumpable_and_not_the_candidates_process():
+    code = "import os\ndef pid():\n    return os.getpid()\n"
+    # PR_GET_DUMPABLE (3) in the checker: 0, so a same-uid candidate can neither trace it nor read its memory.
+    test = "import ctypes, os\nassert pid() != os.getpid()\nassert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0"
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": test}]))
+    assert result.passed, result.tests[0]
+
+
+VALUES = [
+    None, True, 3, -2**100, 1.5, float("inf"), 2j, "s", b"b", (1, (2,)), [1, [2]], {"a": [1]}, {1, 2},
+    frozenset({3}), bytearray(b"xy"), range(1, 9, 2), collections.Counter("aab"), collections.OrderedDict(a=1),
+    collections.defaultdict(list, a=[1]), collections.deque([1, 2], maxlen=5), fractions.Fraction(1, 3),
+    decimal.Decimal("1.10"), datetime.date(2024, 2, 29), datetime.datetime(2024, 1, 2, 3, 4, 5, 6),
+    datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    datetime.time(1, 2, 3), datetime.timedelta(days=1, seconds=2, microseconds=3),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[type(v).__name__ + str(i) for i, v in enumerate(VALUES)])
+def test_values_round_trip_with_their_types(value):
+    back = runner._decode(runner._encode(value, runner._no_handles), runner._no_handles)
+    assert type(back) is type(value) and back == value
+    if isinstance(value, collections.defaultdict):
+        assert back.default_factory is list
+    if isinstance(value, collections.deque):
+        assert back.maxlen == 5
+
+
+def test_subclasses_cross_as_their_base_types_data_and_iterators_as_iterators():
+    class Rigged(int):
+        def __eq__(self, other):
+            return True
+
+    class Listy(list):
+        def __iter__(self):
+            raise RuntimeError("never called")
+
+    P = collections.namedtuple("P", "x y")
+    for value, plain in ((Rigged(4), 4), (Listy([1, 2]), [1, 2]), (P(1, 2), (1, 2))):
+        back = runner._decode(runner._encode(value, runner._no_handles), runner._no_handles)
+        assert type(back) is type(plain) and back == plain
+    back = runner._decode(runner._encode(iter([1, 2]), runner._no_handles), runner._no_handles)
+    assert list(back) == [1, 2]
+
+
+@pytest.mark.parametrize("tree", [
+    ["raw list"], ("nope", 1), ("l", "not a list"), ("d", [(1,)]), ("d", [(("l", []), 1)]), ("Fr", 1.5, 2),
+    ("h", 0, "x", None), object(),
+])
+def test_malformed_trees_from_the_candidate_are_refused(tree):
+    with pytest.raises(runner.CannotCross):
+        runner._decode(tree, runner._no_handles)
+
+
+def test_nested_too_deep_or_self_containing_values_cannot_cross():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(runner.CannotCross):
+        runner._encode(loop, runner._no_handles)
+    with pytest.raises(runner.CannotCross):
+        runner._encode(iter(range(runner.MAX_ITER_ITEMS + 1)), runner._no_handles)
+
+
+def test_remote_exceptions_are_rebuilt_as_builtins_or_named_classes():
+    exc = runner._remote_exception(("raise", "KeyError", "'k'", [("<candidate>", 3, "f", "d['k']")], 3))
+    assert type(exc) is KeyError
+    info = runner._describe(exc, ("<candidate>",), ("<candidate>", "<test>"))
+    assert info[1:3] == ("KeyError", "'k'") and info[4] == 3
+    custom = runner._remote_exception(("raise", "MyError", "m", [], None))
+    assert type(custom).__name__ == "MyError" and isinstance(custom, Exception)
+    assert type(runner._remote_exception(("raise", "not an identifier!", "m", "junk", "x"))).__name__ == "Exception"
+
+
+def test_the_tests_own_code_is_bound_by_the_memory_limit():
+    code = "def f():\n    return 1\n"
+    test = "assert f() == 1\nhoard = bytearray(4 << 30)"
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": test}],
+                                                     limits={"memory_mb": 64}))
+    assert (result.tests[0].verdict.value, result.tests[0].error_type) == ("memory", "MemoryError")
