@@ -110,7 +110,11 @@ class HeldoutProbe(TrainerCallback):
     def _log(self, step: int, now: dict[str, list[float]]) -> None:
         assert self.start is not None and self.trainer is not None, "call begin() and set .trainer first"
         self.last, self.last_step = now, step
+        # Logging resets the Trainer's should_log flag, which the flow callback may already have set for this
+        # step's loss record; keep it, or that record would be lost.
+        should_log = self.trainer.control.should_log
         self.trainer.log(summarise(now, self.start))
+        self.trainer.control.should_log = should_log
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0 and self.start is not None:

@@ -202,6 +202,8 @@ def test_training_logs_heldout_metrics_every_n_steps(pairs_file, tiny_model, tmp
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     measured = [r for r in records if "heldout/displacement" in r]
     assert [r["step"] for r in measured] == [0, 2, 4, 5]  # the start, every 2 steps, and the end
+    # The training records of the steps where the held-out pairs were measured are all there too.
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     assert measured[0]["heldout/displacement"] == 0 and measured[0]["heldout/margin_change"] == 0
     assert measured[-1]["heldout/displacement"] != 0  # lr 1e-2 on a tiny model moves every likelihood
     for r in measured:
