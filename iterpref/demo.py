@@ -34,7 +34,8 @@ from sandbox.launch import docker_problem, start_service
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
 KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
-         "max_new_tokens", "temperature", "prefill", "min_pairs", "train_steps", "lr", "refine_script")
+         "max_new_tokens", "temperature", "prefill", "min_pairs", "train_steps", "lr", "refine_script",
+         "repair_samples")
 
 
 @dataclass
@@ -43,6 +44,9 @@ class DemoConfig:
     train_tasks: int = 20
     heldout_tasks: int = 12
     rounds: int = 2
+    # Candidates per task in every refine round (iterpref refine --repair-samples): more tasks reach a pass, so
+    # more pairs are the model's own.
+    repair_samples: int = 2
     seed: int = 0
     sampler: str = "hf"  # refine's replies: hf (the model being trained) or openai (a served model)
     model: Optional[str] = None  # HF folder trained and evaluated (default: the bundled SmolLM2-135M-Instruct)
@@ -75,6 +79,11 @@ class DemoConfig:
             raise ConfigError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
             raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
+        if self.repair_samples < 1:
+            raise ConfigError(f"--repair-samples must be at least 1, got {self.repair_samples}")
+        if self.repair_samples > 1 and self.temperature == 0 and not self.refine_script:
+            raise ConfigError("--repair-samples above 1 needs --temperature above 0 (greedy decoding draws the same "
+                              "candidate every time)")
         if self.train_tasks + self.heldout_tasks > 164:
             raise ConfigError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
                             "HumanEval has 164 tasks")
@@ -272,7 +281,8 @@ def run_demo(config: DemoConfig) -> Path:
         lap("eval before", since)
 
         since = time.monotonic()
-        banner(4, total, f"refine: debugging loop on {len(train_tasks)} training tasks, up to {config.rounds} repairs")
+        banner(4, total, f"refine: debugging loop on {len(train_tasks)} training tasks, up to {config.rounds} repairs, "
+                         f"{config.repair_samples} candidates per task and round")
         trajectories_path = out / "trajectories.jsonl"
         done_marker = out / "refine_done.json"
         if done_marker.is_file():
@@ -281,7 +291,8 @@ def run_demo(config: DemoConfig) -> Path:
             sampler = _refine_sampler(config)
             try:
                 summary = refine(train_tasks, sampler, executor, trajectories_path, max_rounds=config.rounds,
-                                 wave_size=max(config.batch_size * 4, 1), progress=config.progress)
+                                 wave_size=max(config.batch_size * 4, 1), samples=config.repair_samples,
+                                 progress=config.progress)
             except (SamplerError, ExecutorUnavailable) as exc:
                 raise type(exc)(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
             finally:
@@ -307,13 +318,15 @@ def run_demo(config: DemoConfig) -> Path:
         train_pairs_path, synthetic = pairs_path, 0
         if len(pairs) < config.min_pairs:
             train_pairs_path, synthetic = _top_up(config, executor, out, train_tasks, pairs, pairs_path)
+
+        training_pairs = len(pairs) + synthetic
+        heldout_pairs_path = _heldout_pairs(config, executor, out, heldout) if training_pairs else None
         lap("pairs", since)
 
         since = time.monotonic()
         banner(6, total, "train: focal DPO, line mask, alpha 1")
         final_dir = out / "train" / "final"
-        curves, train_note, after = None, None, None
-        training_pairs = len(pairs) + synthetic
+        curves, train_note, after, mechanism = None, None, None, None
         if not training_pairs:
             train_note = "Skipped: no pairs to train on."
             print(train_note, flush=True)
@@ -324,10 +337,14 @@ def run_demo(config: DemoConfig) -> Path:
                 train(TrainConfig(pairs=str(train_pairs_path), output_dir=str(out / "train"), model=config.model,
                                   loss="focal", mask="line", alpha=1.0, max_steps=config.train_steps,
                                   batch_size=1, lr=config.lr, warmup_ratio=0.1, save_steps=10**6,
-                                  save_total_limit=None, seed=config.seed, progress=config.progress))
+                                  save_total_limit=None, seed=config.seed, progress=config.progress,
+                                  heldout_pairs=str(heldout_pairs_path or ""),
+                                  heldout_steps=max(1, config.train_steps // 4)))
             else:
                 print(f"reusing {final_dir}", flush=True)
             curves = report.copy_into(out / "train" / "curves.png", out, "training_curves.png")
+            if (out / "train" / "heldout_metrics.json").is_file():
+                mechanism = read_json(out / "train" / "heldout_metrics.json")
             train_note = _train_note(out / "train" / "metrics.jsonl", training_pairs, config.train_steps)
             if synthetic:
                 train_note += f" Of those pairs, {synthetic} are synthetic and {len(pairs)} the model's own."
@@ -348,12 +365,13 @@ def run_demo(config: DemoConfig) -> Path:
                                    f"openai {config.sampler_model} at {config.base_url}" if config.sampler == "openai"
                                    else "the model itself"),
                 "training tasks": len(train_tasks), "held-out tasks": len(heldout), "repair rounds": config.rounds,
+                "candidates per task and round": config.repair_samples,
                 "max new tokens": config.max_new_tokens, "refine temperature": config.temperature,
                 "train steps": config.train_steps, "learning rate": config.lr, "seed": config.seed}
     facts = DemoFacts(settings=settings, executor_note=executor_note, refine_table=stats.format_table(run_stats),
                       refine_plot="refine_rounds.png", pair_summary=pair_summary.to_dict(), train_curves=curves,
                       train_note=train_note, before=before, after=after, stage_seconds=seconds,
-                      synthetic_pairs=synthetic)
+                      synthetic_pairs=synthetic, mechanism=mechanism)
     path = report.write_demo_report(facts, out)
     print(report.pairs_meaning(len(pairs), synthetic).replace("**", ""), flush=True)
     print(f"\nreport: {path}  (total {time.monotonic() - started:.0f} s)", flush=True)
@@ -380,6 +398,19 @@ def _top_up(config: DemoConfig, executor, out: Path, train_tasks, pairs, pairs_p
     print(f"{len(extra)} synthetic pairs -> {extra_path}; training on {combined} ({len(pairs) + len(extra)} pairs)",
           flush=True)
     return combined, len(extra)
+
+
+def _heldout_pairs(config: DemoConfig, executor, out: Path, heldout) -> Optional[Path]:
+    """Synthetic pairs from the held-out tasks (never trained on), for the mechanism metrics of training; None
+    when no held-out task gives one. They measure likelihoods only: the held-out evaluation does not see them."""
+    from iterpref.pairs import tokenizer_counter
+    from iterpref.pairs.synthetic import synthetic_pairs
+
+    pairs, _, path = synthetic_pairs(heldout, executor, out, seed=config.seed, limit=len(heldout),
+                                     count_tokens=tokenizer_counter(config.model), progress=config.progress,
+                                     prefix="heldout_synthetic_")
+    print(f"{len(pairs)} held-out pairs for the displacement and margin measurements -> {path}", flush=True)
+    return path if pairs else None
 
 
 def _train_note(metrics_path: Path, pairs: int, steps: int) -> str:

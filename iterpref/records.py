@@ -23,14 +23,21 @@ Task (``tasks.jsonl``) -- what the model must solve::
 Attempt (``trajectories.jsonl``) -- one line per executed attempt, written as soon as it finishes::
 
     {"format_version": 1, "task_id": "HumanEval/0", "round": 0, "messages": [...], "response": "raw model text",
-     "code": "extracted program", "passed": false, "result": {RunResult as JSON}, "sampler": "hf:..."}
+     "code": "extracted program", "passed": false, "result": {RunResult as JSON}, "sampler": "hf:...",
+     "sample": 0,      # which of the round's candidates for this task (refine --repair-samples n: 0..n-1)
+     "parent": null}   # sample index, in the previous round, of the attempt this one repairs (null in round 0)
+
+``sample`` and ``parent`` were added without a version change: a file without them (one candidate per round)
+reads as sample 0 whose parent is the previous round's sample 0.
 
 Pair (``pairs.jsonl``) -- one per task whose trajectory ended passing after at least one failing attempt::
 
     {"format_version": 1, "task_id": "HumanEval/0", "prompt": "...", "chosen": "passing code",
      "rejected": "failing code", "chosen_round": 2, "rejected_round": 0,
      "rejected_lines": [3, 4],   # 1-based lines of `rejected` outside the line-level LCS with `chosen`
-     "chosen_lines": [3]}        # 1-based lines of `chosen` outside that LCS
+     "chosen_lines": [3],        # 1-based lines of `chosen` outside that LCS
+     "rejected_trace_lines": [4]}   # 1-based lines of `rejected` where its failing tests stopped
+                                    # (TestResult.line); null when not recorded (imported pairs)
 
 ``prompt`` is the task's prompt text (the user turn); ``chosen`` and ``rejected`` are the completions the
 trainer scores, exactly as they appear here.
@@ -74,6 +81,8 @@ class Attempt:
     response: str = ""
     messages: list[dict[str, str]] = field(default_factory=list)
     sampler: str = ""
+    sample: int = 0  # index among the candidates drawn for this task in this round (--repair-samples)
+    parent: Optional[int] = None  # sample index, in round - 1, of the attempt this one repairs; None in round 0
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Pair:
     chosen_lines: list[int]
     chosen_round: int = -1
     rejected_round: int = -1
+    rejected_trace_lines: Optional[list[int]] = None  # rejected lines where its failing tests stopped; None: unknown
 
 
 def check_version(found: Any, where: str) -> None:

@@ -136,6 +136,7 @@ class DemoFacts:
     after: Optional[EvalSummary] = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     synthetic_pairs: int = 0  # added to the model's pairs for training (iterpref.pairs.synthetic)
+    mechanism: Optional[dict] = None  # the training's heldout_metrics.json (iterpref.train.heldout)
 
 
 def write_demo_report(facts: DemoFacts, out_dir: str | Path) -> Path:
@@ -170,6 +171,8 @@ def write_demo_report(facts: DemoFacts, out_dir: str | Path) -> Path:
         parts += [facts.train_note, ""]
     if facts.train_curves:
         parts += [f"![training curves]({facts.train_curves})", ""]
+    if facts.mechanism:
+        parts += mechanism_section(facts.mechanism)
 
     parts += ["## Held-out evaluation", ""]
     named = {name: s for name, s in (("before training", facts.before), ("after training", facts.after)) if s}
@@ -183,6 +186,30 @@ def write_demo_report(facts: DemoFacts, out_dir: str | Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+MECHANISM_ROWS = [
+    ("heldout/displacement", "likelihood displacement of chosen (mean per-token log-prob, change from start)"),
+    ("heldout/displacement_shared", "the same, chosen tokens outside the fix lines (shared with rejected)"),
+    ("heldout/margin", "error-region margin (chosen fix lines minus rejected error lines, summed log-prob)"),
+    ("heldout/margin_positive", "share of held-out pairs with a positive margin"),
+]
+
+
+def mechanism_section(report: dict) -> list[str]:
+    """Markdown lines for the held-out mechanism metrics of one training run (its heldout_metrics.json)."""
+    start, final = report.get("start", {}), report.get("final", {})
+
+    def cell(values: dict, key: str) -> str:
+        return f"{values[key]:.4f}" if key in values else "-"
+
+    lines = ["### What training did to likelihoods on held-out pairs", "",
+             f"Measured on {report.get('pairs', 0)} pairs of held-out tasks (never trained on) with the trainer's own "
+             f"masked log-prob code, every {report.get('every_steps')} steps; the curves are the two right-hand "
+             "panels above. Negative displacement means the correct program became less likely.", "",
+             "| metric | start | after training |", "|---|---:|---:|"]
+    lines += [f"| {label} | {cell(start, key)} | {cell(final, key)} |" for key, label in MECHANISM_ROWS]
+    return lines + [""]
 
 
 def copy_into(source: Optional[str | Path], out_dir: str | Path, name: str) -> Optional[str]:
@@ -217,3 +244,63 @@ def experiment_table(rows: Sequence[ExperimentRow], types: Optional[Sequence[str
                  f"{s.solved}/{s.tasks}", loss] + [str(s.error_types.get(t, 0)) for t in types]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the experiment: intervals and settings
+
+
+def bootstrap(values: Sequence[Sequence[Sequence[float]]], reps: int = 2000, seed: int = 0,
+              level: float = 0.95) -> list[tuple[float, float, float]]:
+    """Mean and a two-level bootstrap interval for each of several methods measured on the same items.
+
+    ``values[m][s][i]`` is method ``m``'s value on item ``i`` (a held-out pair or task) under seed ``s``; NaN
+    marks an item without a value. The statistic is the mean over seeds of the mean over items. Each replicate
+    resamples seeds and items with replacement, with the *same* draws for every method, so the interval of a
+    difference between methods (see :func:`bootstrap_differences`) is paired. Returns ``(mean, low, high)`` per
+    method.
+    """
+    import numpy as np
+
+    data = np.asarray(values, dtype=np.float64)  # (M, S, N)
+    return [_interval(row, level) for row in _replicates(data, reps, seed)]
+
+
+def bootstrap_differences(values: Sequence[Sequence[Sequence[float]]], against: int, reps: int = 2000,
+                          seed: int = 0, level: float = 0.95) -> list[tuple[float, float, float]]:
+    """Like :func:`bootstrap`, for each method minus method ``against`` (paired: the same resampled seeds and
+    items on both sides)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=np.float64)
+    draws = _replicates(data, reps, seed)
+    return [_interval(row - draws[against], level, point=row[0] - draws[against][0]) for row in draws]
+
+
+def _replicates(data, reps: int, seed: int):
+    """(M, reps + 1) statistics: column 0 on the data itself, the rest on resampled seeds and items."""
+    import warnings
+
+    import numpy as np
+
+    _, n_seeds, n_items = data.shape
+    rng = np.random.default_rng(seed)
+    seeds = np.concatenate([np.arange(n_seeds)[None], rng.integers(0, n_seeds, (reps, n_seeds))])
+    items = np.concatenate([np.arange(n_items)[None], rng.integers(0, n_items, (reps, n_items))])
+    picked = data[:, seeds[:, :, None], items[:, None, :]]  # (M, reps + 1, S, N)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
+        return np.nanmean(np.nanmean(picked, axis=3), axis=2)
+
+
+def _interval(row, level: float, point=None) -> tuple[float, float, float]:
+    import numpy as np
+
+    rest = row[1:][~np.isnan(row[1:])]
+    tail = (1 - level) / 2 * 100
+    low, high = (np.percentile(rest, [tail, 100 - tail]) if len(rest) else (np.nan, np.nan))
+    return float(row[0] if point is None else point), float(low), float(high)
+
+
+def settings_changes(saved: dict, current: dict) -> list[str]:
+    """Names of the settings that differ between a folder's saved run and this one (either side missing counts)."""
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-tasks", type=int, default=d.train_tasks, help=f"HumanEval tasks for refine (default {d.train_tasks})")
     parser.add_argument("--heldout-tasks", type=int, default=d.heldout_tasks, help=f"held-out tasks for eval (default {d.heldout_tasks})")
     parser.add_argument("--rounds", type=int, default=d.rounds, help=f"repair rounds after the first try (default {d.rounds}; the paper uses 5)")
+    parser.add_argument("--repair-samples", type=int, default=d.repair_samples,
+                        help=f"candidates per task in every refine round, round 0 included (default "
+                             f"{d.repair_samples}; see `iterpref refine --help`)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split, sampling and training")
     parser.add_argument("--model", default=None, help="HF model folder to train and evaluate (default: bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--sampler", choices=["hf", "openai"], default=d.sampler,

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", help="summary JSON to write (default: OUTPUT with .summary.json)")
     parser.add_argument("--select", choices=SELECTIONS, default="random", help="which failing version (default random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random selection")
+    parser.add_argument("--pairs-per-task", type=int, default=1,
+                        help="pairs per task, each with a different failing ancestor of the passing attempt as "
+                             "rejected (default 1)")
     parser.add_argument("--max-lines", type=int, default=20, help="drop error regions over this many lines")
     parser.add_argument("--max-tokens", type=int, default=2048,
                         help="drop pairs whose prompt+side exceeds this; 0 skips the filter (it needs transformers)")
@@ -30,8 +33,8 @@ def summary_path(output: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.max_lines < 1 or args.max_tokens < 0:
-        raise ConfigError("--max-lines must be at least 1 and --max-tokens at least 0")
+    if args.max_lines < 1 or args.max_tokens < 0 or args.pairs_per_task < 1:
+        raise ConfigError("--max-lines and --pairs-per-task must be at least 1 and --max-tokens at least 0")
     if not Path(args.trajectories).is_file():
         raise DataError(f"{args.trajectories}: no such file")
     trajectories = load_trajectories(args.trajectories)
@@ -40,11 +43,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _pairs, summary = write_pairs(trajectories, args.output, path, select=args.select, seed=args.seed,
                                       max_lines=args.max_lines, max_tokens=args.max_tokens,
-                                      count_tokens=count_tokens)
+                                      count_tokens=count_tokens, pairs_per_task=args.pairs_per_task)
     except DataError as exc:  # a record the pairs cannot use; the reader has no file name to give it
         raise DataError(f"{args.trajectories}: {exc}") from None
     print(f"{summary.pairs} pairs from {summary.candidates} candidates ({summary.tasks} tasks: "
-          f"{summary.passed_first_try} passed first try, {summary.never_passed} never passed)")
+          f"{summary.passed_first_try} passed first try, {summary.never_passed} never passed; "
+          f"{summary.tasks_with_pairs} tasks gave pairs)")
     for name in FILTERS:
         print(f"  dropped {name:<15} {summary.dropped[name]}")
     print(f"wrote {args.output} and {path}")

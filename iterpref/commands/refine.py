@@ -48,6 +48,14 @@ def sampler_from_args(args: argparse.Namespace):
     return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
 
 
+def check_repair_samples(samples: int, sampler: str, temperature: float) -> None:
+    if samples < 1:
+        raise ConfigError("--repair-samples must be at least 1")
+    if samples > 1 and sampler != "scripted" and temperature <= 0:
+        raise ConfigError("--repair-samples above 1 needs sampling: greedy decoding (--temperature 0) would draw "
+                          "the same candidate every time; pass e.g. --temperature 0.8")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("refine", help="sample, execute and repair until tests pass; write trajectories")
     parser.add_argument("tasks", help="tasks JSONL (see `iterpref tasks humaneval`)")
@@ -57,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-rounds", type=int, default=5, help="repair rounds after the first attempt (default 5)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     parser.add_argument("--wave-size", type=int, default=256, help="tasks worked on together (default 256)")
+    parser.add_argument("--repair-samples", type=int, default=1,
+                        help="candidates drawn per task in every round, round 0 included, at --temperature; a task "
+                             "stops at its first pass, else the next round repairs the failing candidate that "
+                             "passed the most tests (default 1: the single-sample loop)")
     add_sampler_arguments(parser)
     parser.set_defaults(func=_run)
 
@@ -64,11 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.max_rounds < 0 or (args.limit is not None and args.limit < 1) or args.wave_size < 1:
         raise ConfigError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
+    check_repair_samples(args.repair_samples, args.sampler, args.temperature)
     tasks = load_tasks(args.tasks)[: args.limit]
     executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)
     try:
-        summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size)
+        summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size,
+                         samples=args.repair_samples)
     except (SamplerError, ExecutorUnavailable) as exc:
         # Same class, so a caller still sees what failed; the note says nothing was lost.
         raise type(exc)(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None

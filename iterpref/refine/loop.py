@@ -4,9 +4,17 @@ Round 0 is the first attempt; rounds 1..max_rounds are repairs (the paper allows
 on in waves; within a wave, each round samples every active task in one ``generate`` call and executes all the
 programs in one ``run_batch`` call, so the sampler and the executor both see full batches.
 
+Repair sampling (``samples`` > 1, ``--repair-samples``): every round, round 0 included, draws ``samples``
+candidates per task from the same prompt (sampling must not be greedy, or they are copies). Every candidate is
+executed and written, with its round, its sample index and its parent (the sample index, in the previous round,
+of the attempt it repairs). A task stops at the round where any candidate first passes. Otherwise the next round
+repairs one failing candidate of this round: the one that passed the most tests, ties going to the lowest sample
+index (:func:`continuation`). With ``samples == 1`` this is the single-sample loop, attempt for attempt.
+
 Every attempt is appended to the trajectory file as soon as its round's batch finishes (flushed and fsynced
 before the progress bar counts it). Rerunning on the same file resumes: finished tasks are skipped, a task
-whose last attempt failed with rounds left continues from that attempt, and a line torn by a kill is dropped.
+whose last round failed with rounds left continues from that round's :func:`continuation`, and a line torn by a
+kill is dropped (a round a kill cut short resumes with the candidates it wrote).
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ def _repair_torn_tail(path: Path) -> None:
 
 
 def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, list[Attempt]]:
-    """Attempts per task, in round order; rounds must run 0, 1, 2, ... without gaps or repeats.
+    """Attempts per task, in file order: rounds run 0, 1, 2, ... without gaps, each round's candidates
+    (``sample``) once each. Files written before repair sampling (no ``sample``/``parent``) read as one
+    candidate per round, each repairing the one before.
 
     A last line without its newline is ignored (``repair=True`` also cuts it from the file)."""
     path = Path(path)
@@ -60,13 +70,29 @@ def load_trajectories(path: str | Path, *, repair: bool = False) -> dict[str, li
     for number, raw in read_jsonl(path, complete_lines_only=True):
         attempt = from_dict(Attempt, raw, f"{path}:{number}")
         attempts = by_task.setdefault(attempt.task_id, [])
-        if attempt.round != len(attempts):
+        current = attempts[-1].round if attempts else -1
+        seen = {a.sample for a in attempts if a.round == attempt.round}
+        if attempt.round not in (current, current + 1) or attempt.sample in seen:
             raise DataError(
-                f"{path}:{number}: task {attempt.task_id!r} round {attempt.round} follows "
-                f"{len(attempts)} earlier attempts; rounds must run 0, 1, 2, ... once each"
+                f"{path}:{number}: task {attempt.task_id!r} round {attempt.round} sample {attempt.sample} follows "
+                f"round {current}; rounds must run 0, 1, 2, ... and each candidate of a round appear once"
             )
         attempts.append(attempt)
     return by_task
+
+
+def last_round(attempts: list[Attempt]) -> list[Attempt]:
+    """The candidates of a task's latest round."""
+    return [a for a in attempts if a.round == attempts[-1].round] if attempts else []
+
+
+def continuation(candidates: list[Attempt]) -> Attempt:
+    """Which failing candidate of a round the next round repairs: the one that passed the most tests (the
+    closest to working), ties to the lowest sample index, so a resumed run picks the same one."""
+    def passed_tests(attempt: Attempt) -> int:
+        return sum(t.get("verdict") == "pass" for t in attempt.result.get("tests", []))
+
+    return min(candidates, key=lambda a: (-passed_tests(a), a.sample))
 
 
 class _AttemptWriter:
@@ -95,10 +121,16 @@ class _State:
         result = RunResult.model_validate(self.last.result)
         return Prompt(self.task.task_id, self.last.round + 1, repair_messages(self.task, self.last.code, result))
 
+    @property
+    def parent(self) -> Optional[int]:
+        return self.last.sample if self.last is not None else None
+
 
 def _execute(executor: Executor, requests: list) -> list[Optional[RunResult]]:
     """Results of a batch (see judge_batch); an infra error comes back as None, for a later run."""
-    results = judge_batch(executor, requests)
+    results: list[RunResult] = []
+    for start in range(0, len(requests), MAX_TESTS):  # one batch holds at most MAX_TESTS programs
+        results += judge_batch(executor, requests[start : start + MAX_TESTS])
     if results and all(r.status != RunStatus.COMPLETED for r in results):
         raise ExecutorUnavailable(f"the executor could not judge any program of a batch: "
                                   f"{results[-1].infra_message or 'infra error'}")
@@ -113,11 +145,15 @@ def refine(
     max_rounds: int = 5,
     *,
     wave_size: int = 256,
+    samples: int = 1,
     progress: bool = True,
 ) -> RefineSummary:
-    """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds."""
+    """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds.
+    ``samples`` candidates are drawn per task and round (see the module's docstring)."""
     if max_rounds < 0:
         raise ConfigError("max_rounds must be 0 or more")
+    if samples < 1:
+        raise ConfigError("samples (--repair-samples) must be at least 1")
     if not 1 <= wave_size <= MAX_TESTS:
         raise ConfigError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
     ids = [task.task_id for task in tasks]
@@ -129,14 +165,15 @@ def refine(
     active: list[_State] = []
     for task in tasks:
         attempts = done_before.get(task.task_id, [])
-        last = attempts[-1] if attempts else None
-        if last is not None and last.passed:
+        latest = last_round(attempts)
+        passing = [a for a in latest if a.passed]
+        if passing:
             summary.passed += 1
-            summary.pass_round[task.task_id] = last.round
-        elif last is not None and last.round >= max_rounds:
+            summary.pass_round[task.task_id] = passing[0].round
+        elif latest and latest[0].round >= max_rounds:
             summary.failed += 1
         else:
-            active.append(_State(task, last))
+            active.append(_State(task, continuation(latest) if latest else None))
     summary.already_done = summary.passed + summary.failed
 
     writer = _AttemptWriter(out_path)
@@ -145,42 +182,51 @@ def refine(
         for start in range(0, len(active), wave_size):
             wave = active[start : start + wave_size]
             while wave:
-                prompts = [state.next_prompt() for state in wave]
+                # `samples` copies of each task's prompt, side by side: one sampler call, one executor batch.
+                own = [state.next_prompt() for state in wave]
+                prompts = [prompt for prompt in own for _ in range(samples)]
+                owners = [state for state in wave for _ in range(samples)]
                 replies = sampler.generate(prompts)
                 if len(replies) != len(prompts):
                     raise SamplerError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
                 codes = [extract_code(reply, state.task.entry_point, state.task.prompt)
-                         for reply, state in zip(replies, wave)]
-                requests = [to_request(state.task, code) for state, code in zip(wave, codes)]
+                         for reply, state in zip(replies, owners)]
+                requests = [to_request(state.task, code) for state, code in zip(owners, codes)]
                 results = _execute(executor, requests)
 
                 written, still_active, settled = [], [], 0
-                for state, prompt, reply, code, result in zip(wave, prompts, replies, codes, results):
-                    if result is None:
-                        summary.unfinished += 1  # no attempt written: a later run tries this round again
+                for k, (state, prompt) in enumerate(zip(wave, own)):
+                    candidates = []
+                    for sample in range(samples):
+                        i = k * samples + sample
+                        if results[i] is None:
+                            continue  # an infra error: no attempt written for this candidate
+                        result = results[i]
+                        candidates.append(Attempt(
+                            task_id=state.task.task_id, round=prompt.round, code=codes[i], passed=result.passed,
+                            result=result.model_dump(mode="json"), response=replies[i], messages=prompt.messages,
+                            sampler=sampler.name, sample=sample, parent=state.parent,
+                        ))
+                    written += candidates
+                    if not candidates:
+                        summary.unfinished += 1  # nothing judged: a later run tries this round again
                         settled += 1
                         continue
-                    attempt = Attempt(
-                        task_id=state.task.task_id, round=prompt.round, code=code, passed=result.passed,
-                        result=result.model_dump(mode="json"), response=reply, messages=prompt.messages,
-                        sampler=sampler.name,
-                    )
-                    written.append(attempt)
-                    state.last = attempt
-                    if attempt.passed:
+                    if any(a.passed for a in candidates):
                         summary.passed += 1
-                        summary.pass_round[state.task.task_id] = attempt.round
-                    elif attempt.round >= max_rounds:
+                        summary.pass_round[state.task.task_id] = prompt.round
+                    elif prompt.round >= max_rounds:
                         summary.failed += 1
                     else:
+                        state.last = continuation(candidates)
                         still_active.append(state)
                         continue
                     settled += 1
                 writer.write(written)
                 summary.attempts_written += len(written)
                 bar.update(settled)
-                last_round = max(p.round for p in prompts)
-                bar.set_postfix(passed=summary.passed, failed=summary.failed, round=last_round, refresh=False)
+                bar.set_postfix(passed=summary.passed, failed=summary.failed, round=max(p.round for p in own),
+                                refresh=False)
                 wave = still_active
     finally:
         bar.close()

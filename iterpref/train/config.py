@@ -30,6 +30,8 @@ class TrainConfig:
     mask: Optional[str] = _f(None, f"error-region mask on the rejected side: {', '.join(MASK_MODES)}")
     alpha: Optional[float] = _f(None, "weight of the NLL term on chosen (0: plain focal DPO)")
     beta: float = _f(0.1, "inverse temperature of the preference term")
+    outside_weight: float = _f(0.0, "soft mask: weight in [0, 1] of rejected tokens outside the error region "
+                               "(0: the paper's focal loss; 1 with alpha 0: vanilla DPO)")
     context_lines: int = _f(3, "context lines either side of the error lines, mask 'augmented' only")
     layout: str = _f("auto", "prompt layout: auto (chat template if the tokenizer has one), chat or plain")
     max_length: int = _f(1024, "longest prompt+completion in tokens; longer pairs are dropped and counted")
@@ -50,6 +52,8 @@ class TrainConfig:
     seed: int = _f(42, "random seed for initialisation-free parts: data order, dropout")
     ref_cache_dir: Optional[str] = _f(None, "where reference log-probs are cached (default: <output_dir>/ref_cache)")
     ref_batch_size: int = _f(4, "pairs per batch while computing reference log-probs")
+    heldout_pairs: str = _f("", "pairs JSONL of tasks never trained on: mechanism metrics (heldout/*) on them")
+    heldout_steps: int = _f(10, "measure the held-out pairs every N optimiser steps (and at the end)")
     save_model: bool = _f(True, "write the final model and tokenizer to <output_dir>/final")
     progress: bool = _f(True, "show progress bars")
 
@@ -72,6 +76,7 @@ class TrainConfig:
             ("grad_accum", self.grad_accum >= 1), ("lr", self.lr >= 0), ("context_lines", self.context_lines >= 0),
             ("alpha", self.alpha is None or self.alpha >= 0), ("epochs", self.epochs > 0 or self.max_steps > 0),
             ("max_steps", self.max_steps == -1 or self.max_steps > 0), ("save_steps", self.save_steps >= 1),
+            ("outside_weight", 0.0 <= self.outside_weight <= 1.0), ("heldout_steps", self.heldout_steps >= 1),
         ]
         for name, ok in checks:
             if not ok:

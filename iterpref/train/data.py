@@ -1,7 +1,9 @@
 """Pairs JSONL -> token ids with error-region masks (built once here), and the collator that batches them.
 
 A pair becomes three id lists sharing one prompt: ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` (each
-completion followed by its end-of-turn tokens), plus ``rejected_mask`` (1 for tokens in the error region).
+completion followed by its end-of-turn tokens), plus ``rejected_mask`` (1 for tokens in the error region; with
+a soft mask, ``w`` for the rejected tokens outside it). Held-out pairs also get ``chosen_fix_mask`` (1 for the
+chosen tokens on the fix lines), which the mechanism metrics of :mod:`iterpref.train.heldout` need.
 
 Two layouts, chosen per tokenizer:
 
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from iterpref.errors import ConfigError, ModelError
 from iterpref.records import Pair
-from iterpref.train.masks import error_spans, token_mask
+from iterpref.train.masks import error_spans, fix_spans, region_weights, token_mask
 
 DROP_REASONS = ("identical", "empty_mask", "too_long", "template_mismatch")
 
@@ -36,10 +38,14 @@ class TokenizedPair:
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
-    rejected_mask: list[int]
+    rejected_mask: list[int] | list[float]
+    chosen_fix_mask: Optional[list[int]] = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if out["chosen_fix_mask"] is None:
+            del out["chosen_fix_mask"]
+        return out
 
 
 def resolve_layout(tokenizer, layout: str = "auto") -> str:
@@ -62,12 +68,18 @@ class PairTokenizer:
     """
 
     def __init__(self, tokenizer, mask: str = "line", context_lines: int = 0, max_length: int = 1024,
-                 layout: str = "auto"):
+                 layout: str = "auto", outside_weight: float = 0.0, fix_mask: bool = False):
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError("error-region masks need a fast tokenizer (one that returns offset mappings)")
+        if not 0.0 <= outside_weight <= 1.0:
+            raise ConfigError(f"outside_weight must be in [0, 1], got {outside_weight}")
         self.tokenizer = tokenizer
         self.mask = mask
         self.context_lines = context_lines
+        self.outside_weight = outside_weight
+        self.fix_mask = fix_mask
+        # line+trace pairs that carried no trace record and were masked as `line`; the summary reports it.
+        self.trace_fallbacks = 0
         self.max_length = max_length
         self.layout = resolve_layout(tokenizer, layout)
         self._prompt_cache: dict[str, list[int]] = {}
@@ -136,24 +148,29 @@ class PairTokenizer:
         all_ids, all_offsets = self._encode(texts)
         for k, index in enumerate(todo):
             pair = pairs[index]
-            chosen_ids, _ = self._finish(pair.chosen, all_ids[2 * k], ())
+            chosen_ids, chosen_offsets = self._finish(pair.chosen, all_ids[2 * k], all_offsets[2 * k])
             rejected_ids, offsets = self._finish(pair.rejected, all_ids[2 * k + 1], all_offsets[2 * k + 1])
-            results[index] = self._assemble(pair, chosen_ids, rejected_ids, offsets)
+            results[index] = self._assemble(pair, chosen_ids, rejected_ids, offsets, chosen_offsets)
         return results
 
     def _assemble(self, pair: Pair, chosen_ids: list[int], rejected_ids: list[int],
-                  offsets: list[tuple[int, int]]) -> TokenizedPair | str:
+                  offsets: list[tuple[int, int]], chosen_offsets: list[tuple[int, int]]) -> TokenizedPair | str:
         prompt_ids = self._prompt_cache[pair.prompt]
         if len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)) > self.max_length:
             return "too_long"
         if self.mask == "none":
-            mask = [1] * len(rejected_ids)  # vanilla DPO: every completion token, end-of-turn included
+            region = [True] * len(rejected_ids)  # vanilla DPO: every completion token, end-of-turn included
         else:
-            spans = error_spans(pair.rejected, pair.chosen, self.mask, self.context_lines)
-            mask = [int(m) for m in token_mask(offsets, spans)]
-        if not any(mask):
+            if self.mask == "line+trace" and pair.rejected_trace_lines is None:
+                self.trace_fallbacks += 1
+            spans = error_spans(pair.rejected, pair.chosen, self.mask, self.context_lines, pair.rejected_trace_lines)
+            region = token_mask(offsets, spans)
+        if not any(region):  # judged on the region itself: a soft weight outside it does not make it non-empty
             return "empty_mask"
-        return TokenizedPair(pair.task_id, prompt_ids, chosen_ids, rejected_ids, mask)
+        fix = [int(m) for m in token_mask(chosen_offsets, fix_spans(pair.chosen, pair.rejected))] \
+            if self.fix_mask else None
+        return TokenizedPair(pair.task_id, prompt_ids, chosen_ids, rejected_ids,
+                             region_weights(region, self.outside_weight), fix)
 
     def __call__(self, pair: Pair) -> TokenizedPair | str:
         """Tokenize one pair; returns a drop reason from :data:`DROP_REASONS` instead when it is unusable."""
@@ -183,9 +200,11 @@ class PairCollator:
     """Pads a list of tokenized pairs into one ``[chosen; rejected]`` batch along dim 0.
 
     Returns ``input_ids`` and ``attention_mask`` of shape ``(2B, T)`` and ``loss_mask`` ``(2B, T)``, which marks
-    the tokens whose log-probs are scored (every chosen completion token; the error region of the rejected
-    one). Reference log-prob sums, when
-    the features carry them, pass through as ``ref_chosen_logps`` and ``ref_rejected_logps`` ``(B,)``.
+    the tokens whose log-probs are scored and their weights (every chosen completion token at 1; the rejected
+    error region at 1 and, with a soft mask, the rest of the rejected completion at ``w``). Reference log-prob
+    sums, when the features carry them, pass through as ``ref_chosen_logps`` and ``ref_rejected_logps`` ``(B,)``.
+    Held-out features with ``chosen_fix_mask`` add ``fix_mask`` ``(2B, T)``: the chosen fix lines in the chosen
+    rows, the rejected error region (weights of 1 only) in the rejected rows.
     """
 
     pad_token_id: int
@@ -204,16 +223,25 @@ class PairCollator:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        loss_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        # Float, since a soft mask weights tokens; 0/1 masks give exactly the sums they always gave.
+        loss_mask = torch.zeros((len(rows), width), dtype=torch.float32)
         for i, (row, mask) in enumerate(zip(rows, masks)):
             input_ids[i, : len(row)] = torch.tensor(row)
             attention_mask[i, : len(row)] = 1
-            loss_mask[i, : len(row)] = torch.tensor(mask)
+            loss_mask[i, : len(row)] = torch.tensor(mask, dtype=torch.float32)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "loss_mask": loss_mask,
         }
+        if all(f.get("chosen_fix_mask") is not None for f in features):
+            fix_mask = torch.zeros((len(rows), width), dtype=torch.float32)
+            fix_rows = [f["chosen_fix_mask"] for f in features] + [
+                [1 if m == 1 else 0 for m in f["rejected_mask"]] for f in features]
+            for i, (f_row, row) in enumerate(zip(fix_rows, rows)):
+                start = len(row) - len(f_row)  # after the prompt
+                fix_mask[i, start : len(row)] = torch.tensor(f_row, dtype=torch.float32)
+            batch["fix_mask"] = fix_mask
         if all("ref_chosen_logps" in f for f in features):
             batch["ref_chosen_logps"] = torch.tensor([float(f["ref_chosen_logps"]) for f in features])
             batch["ref_rejected_logps"] = torch.tensor([float(f["ref_rejected_logps"]) for f in features])

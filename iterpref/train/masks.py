@@ -13,17 +13,22 @@ Nothing here looks for a code fence or depends on a particular tokenizer. Modes:
 ``token``          within each changed hunk, only the word/punctuation/whitespace pieces the fix changed
 ``prefix_suffix``  every line between the common prefix and the common suffix of lines
 ``augmented``      the ``line`` region plus ``context_lines`` lines either side (the paper's ablation)
+``line+trace``     the ``line`` region plus the rejected lines where its failing tests stopped (``TestResult.line``,
+                   stored in the pair as ``rejected_trace_lines``); without that record it is ``line``
 ``none``           the whole rejected completion (vanilla DPO)
+
+Soft masks: :func:`region_weights` turns the 0/1 region into per-token weights, giving rejected tokens outside
+the region weight ``w`` in [0, 1] (0 is the paper's focal loss; 1 with alpha 0 is vanilla DPO).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Optional, Sequence
 
 from iterpref.pairs.diff import LineDiff, diff_lines, line_spans, seq_diff, split_lines
 
-MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "none")
+MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "line+trace", "none")
 
 Span = tuple[int, int]
 
@@ -31,9 +36,13 @@ Span = tuple[int, int]
 _PIECE = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 
 
-def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int) -> list[int]:
+def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int,
+                 trace_lines: Optional[Sequence[int]] = None) -> list[int]:
     if mode == "line":
         return diff.error_lines
+    if mode == "line+trace":
+        # Lines outside the rejected text (a trace into code the prompt prepended) cannot be marked.
+        return sorted(set(diff.error_lines) | {k for k in trace_lines or () if 1 <= k <= n})
     if mode == "augmented":
         if context_lines < 0:
             raise ValueError(f"context_lines must be >= 0, got {context_lines}")
@@ -50,7 +59,8 @@ def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int) -> list[
     raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
 
 
-def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: int = 0) -> list[Span]:
+def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: int = 0,
+                trace_lines: Optional[Sequence[int]] = None) -> list[Span]:
     """Sorted, non-overlapping character spans ``[start, end)`` of ``rejected`` forming the error region.
 
     Args:
@@ -58,6 +68,8 @@ def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: i
         chosen: the passing completion it is compared with.
         mode: one of :data:`MASK_MODES`.
         context_lines: extra lines either side of the region, ``augmented`` mode only.
+        trace_lines: 1-based rejected lines where its failing tests stopped, ``line+trace`` mode only (None or
+            empty: the ``line`` region).
 
     Returns an empty list when the texts do not differ (such a pair should be dropped).
     """
@@ -70,7 +82,7 @@ def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: i
     diff = diff_lines(rejected_lines, chosen_lines)
     spans = line_spans(rejected, rejected_lines)
     if mode != "token":
-        return _merge(_runs(spans, _error_lines(diff, len(rejected_lines), mode, context_lines)))
+        return _merge(_runs(spans, _error_lines(diff, len(rejected_lines), mode, context_lines, trace_lines)))
     return _merge(_token_mode_spans(rejected, chosen, spans, diff, line_spans(chosen, chosen_lines)))
 
 
@@ -144,3 +156,27 @@ def token_mask(offsets: Sequence[Span], spans: Sequence[Span]) -> list[bool]:
     found = k < len(region)
     candidate_start = region[np.minimum(k, len(region) - 1), 0]
     return ((ends > starts) & found & (candidate_start < ends)).tolist()
+
+
+def fix_spans(chosen: str, rejected: str) -> list[Span]:
+    """Character spans of ``chosen``'s fix lines: its lines outside the line-level LCS with ``rejected``.
+
+    Unlike the rejected side's region, a fix that only deletes lines has no fix lines here (empty list): there
+    is nothing on the chosen side that the fix wrote.
+    """
+    chosen_lines = split_lines(chosen)
+    diff = diff_lines(split_lines(rejected), chosen_lines)
+    return _merge(_runs(line_spans(chosen, chosen_lines), diff.chosen_lines))
+
+
+def region_weights(region: Sequence[bool], outside_weight: float = 0.0) -> list[float] | list[int]:
+    """Per-token weights of the rejected side: 1 inside the error region, ``outside_weight`` outside.
+
+    With ``outside_weight == 0`` the result is the plain 0/1 integer mask, so data (and the reference cache key
+    that hashes it) is exactly what it was before soft masks existed.
+    """
+    if not 0.0 <= outside_weight <= 1.0:
+        raise ValueError(f"outside_weight must be in [0, 1], got {outside_weight}")
+    if outside_weight == 0.0:
+        return [int(m) for m in region]
+    return [1.0 if m else float(outside_weight) for m in region]

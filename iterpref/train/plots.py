@@ -12,6 +12,11 @@ PANELS = [
     ("accuracy", ["rewards/accuracies"]),
     ("rejected tokens in mask", ["mask/rejected_tokens"]),
 ]
+# Drawn only when the run measured held-out pairs (--heldout-pairs).
+HELDOUT_PANELS = [
+    ("held-out displacement", ["heldout/displacement", "heldout/displacement_shared"]),
+    ("held-out error-region margin change", ["heldout/margin_change"]),
+]
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -25,9 +30,10 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "")
     matplotlib.use("Agg")  # no display on training machines
     import matplotlib.pyplot as plt
 
-    records = [r for r in read_metrics(metrics_path) if "loss" in r]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
-    for ax, (name, keys) in zip(axes, PANELS):
+    records = read_metrics(metrics_path)
+    panels = PANELS + [p for p in HELDOUT_PANELS if any(k in r for r in records for k in p[1])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (name, keys) in zip(axes, panels):
         for key in keys:
             points = [(r["step"], r[key]) for r in records if key in r]
             if points:

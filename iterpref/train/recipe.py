@@ -27,18 +27,19 @@ class TrainResult:
     dropped: dict[str, int]
     ref_cache: Optional[Path]
     ref_cache_hit: bool
+    heldout_path: Optional[Path] = None  # heldout_metrics.json, when held-out pairs were given
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_pairs(path: str) -> list[Pair]:
+def load_pairs(path: str, what: str = "pairs") -> list[Pair]:
     if not path:
         raise ConfigError("no pairs file given; pass --pairs FILE (written by `iterpref pairs`)")
     if not Path(path).is_file():
-        raise DataError(f"pairs file {path} does not exist")
+        raise DataError(f"{what} file {path} does not exist")
     try:
         return load_records(path, Pair)
     except DataError as exc:
-        raise DataError(f"pairs file is malformed: {exc}") from None
+        raise DataError(f"{what} file is malformed: {exc}") from None
 
 
 def bundled_model_dir() -> Path:
@@ -90,11 +91,13 @@ def train(config: TrainConfig) -> TrainResult:
     config.validate()
     mask_mode, alpha, dpo_weight = config.resolved()
     pairs = load_pairs(config.pairs)
+    heldout_pairs = load_pairs(config.heldout_pairs, "held-out pairs") if config.heldout_pairs else []
 
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+    from iterpref.train.heldout import HeldoutProbe
     from iterpref.train.plots import plot_curves
     from iterpref.train.reference import reference_logps, remove_shares
     from iterpref.train.trainer import FocalDPOTrainer, MetricsJsonl
@@ -121,12 +124,20 @@ def train(config: TrainConfig) -> TrainResult:
         raise ModelError(f"tokenizer of {model_dir} has neither a pad nor an EOS token")
 
     # 2. Tokenize once; masks are built here, not per step.
-    pair_tokenizer = PairTokenizer(tokenizer, mask_mode, config.context_lines, config.max_length, config.layout)
+    pair_tokenizer = PairTokenizer(tokenizer, mask_mode, config.context_lines, config.max_length, config.layout,
+                                   outside_weight=config.outside_weight if mask_mode != "none" else 0.0)
     kept, dropped = tokenize_pairs(pairs, pair_tokenizer, progress=config.progress and main)
+    # Held-out pairs are measured the same way whatever the method: line region, no soft weight, fix lines.
+    heldout_tokenizer = PairTokenizer(tokenizer, "line", 0, config.max_length, config.layout, fix_mask=True)
+    heldout, heldout_dropped = tokenize_pairs(heldout_pairs, heldout_tokenizer, progress=False)
     summary = {
         "pairs_read": len(pairs), "pairs_used": len(kept),
         "dropped": {reason: dropped.get(reason, 0) for reason in DROP_REASONS},
         "mask": mask_mode, "alpha": alpha, "beta": config.beta, "loss": config.loss, "layout": pair_tokenizer.layout,
+        "outside_weight": pair_tokenizer.outside_weight,
+        "trace_fallback": pair_tokenizer.trace_fallbacks,  # line+trace pairs without a trace: masked as `line`
+        "heldout_pairs_read": len(heldout_pairs), "heldout_pairs_used": len(heldout),
+        "heldout_dropped": {reason: heldout_dropped.get(reason, 0) for reason in DROP_REASONS},
         "rejected_tokens_in_mask": sum(sum(p.rejected_mask) for p in kept),
         "rejected_tokens_total": sum(len(p.rejected_ids) for p in kept),
     }
@@ -134,9 +145,14 @@ def train(config: TrainConfig) -> TrainResult:
         write_json(output_dir / "data_summary.json", summary)
         dropped_text = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
         print(f"iterpref train: {len(kept)} of {len(pairs)} pairs used; dropped: {dropped_text}", flush=True)
+        if mask_mode == "line+trace" and pair_tokenizer.trace_fallbacks:
+            print(f"iterpref train: {pair_tokenizer.trace_fallbacks} pairs carry no trace lines and use the line "
+                  "mask", flush=True)
     if not kept:
         raise DataError(f"no usable pairs in {config.pairs} (dropped: {summary['dropped']}); "
                         "check --max-length and that chosen differs from rejected")
+    if heldout_pairs and not heldout:
+        raise DataError(f"no usable held-out pairs in {config.heldout_pairs} (dropped: {summary['heldout_dropped']})")
     examples = [p.as_dict() for p in kept]
     collator = PairCollator(pad_token_id=pad_id)
 
@@ -145,20 +161,30 @@ def train(config: TrainConfig) -> TrainResult:
 
     # 4. Reference log-probs with the frozen starting weights, cached on disk; SFT needs none.
     ref_path, ref_hit = None, False
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     if dpo_weight > 0:
         cache_dir = Path(config.ref_cache_dir) if config.ref_cache_dir else output_dir / "ref_cache"
-        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
         model.to(device)
-        setting = f"mask={mask_mode}|ctx={config.context_lines}|bf16={bf16}|layout={pair_tokenizer.layout}"
+        # The masks (weights included) are hashed with the data too; the setting names them for a reader.
+        setting = (f"mask={mask_mode}|ctx={config.context_lines}|w={pair_tokenizer.outside_weight}|bf16={bf16}"
+                   f"|layout={pair_tokenizer.layout}")
         ref, ref_path, ref_hit = reference_logps(
             model, model_dir, examples, collator, cache_dir, setting, batch_size=config.ref_batch_size,
             autocast_dtype=torch.bfloat16 if bf16 else None, rank=rank, world_size=world_size,
         )
-        model.to("cpu")  # the Trainer places (or shards) it
         if main:
             print(f"iterpref train: reference log-probs {'read from' if ref_hit else 'cached in'} {ref_path}", flush=True)
     else:
         ref = torch.zeros((len(examples), 2))
+    # The starting model's scores of the held-out pairs, from the same frozen weights as the reference.
+    probe = None
+    if heldout:
+        model.to(device)
+        probe = HeldoutProbe([p.as_dict() for p in heldout], collator, config.heldout_steps,
+                             output_dir / "heldout_metrics.json", batch_size=config.ref_batch_size,
+                             autocast_dtype=torch.bfloat16 if bf16 else None)
+        probe.begin(model)
+    model.to("cpu")  # the Trainer places (or shards) it
     for example, (chosen, rejected) in zip(examples, ref.tolist()):
         example["ref_chosen_logps"], example["ref_rejected_logps"] = chosen, rejected
 
@@ -186,8 +212,11 @@ def train(config: TrainConfig) -> TrainResult:
     metrics_path = output_dir / "metrics.jsonl"
     trainer = FocalDPOTrainer(
         model=model, args=args, data_collator=collator, train_dataset=examples, processing_class=tokenizer,
-        callbacks=[MetricsJsonl(metrics_path)], beta=config.beta, alpha=alpha, dpo_weight=dpo_weight,
+        callbacks=[MetricsJsonl(metrics_path)] + ([probe] if probe else []), beta=config.beta, alpha=alpha,
+        dpo_weight=dpo_weight,
     )
+    if probe is not None:
+        probe.trainer = trainer
     resume: Any = None
     if config.resume:
         resume = True if config.resume == "latest" else config.resume
@@ -213,5 +242,5 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(
         output_dir=output_dir, metrics_path=metrics_path, curves_path=curves, final_dir=final_dir,
         pairs_used=len(kept), dropped=summary["dropped"], ref_cache=ref_path, ref_cache_hit=ref_hit,
-        log_history=list(trainer.state.log_history),
+        heldout_path=probe.report_path if probe else None, log_history=list(trainer.state.log_history),
     )

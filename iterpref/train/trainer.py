@@ -2,7 +2,8 @@
 
 Everything the loss needs arrives in the batch (see :class:`~iterpref.train.data.PairCollator`); the trainer
 scores it with one forward pass, calls :func:`~iterpref.train.loss.focal_dpo_loss`, and logs what the loss computed
-under TRL's metric names plus ``loss/dpo``, ``loss/nll`` and ``mask/rejected_tokens``.
+under TRL's metric names plus ``loss/dpo``, ``loss/nll`` and ``mask/rejected_tokens``. Held-out mechanism
+metrics (``heldout/*``) come from :class:`~iterpref.train.heldout.HeldoutProbe`, a callback logging through it.
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ class MetricsJsonl(TrainerCallback):
         self.path = Path(path)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # After a resume, drop records past the checkpoint: those steps are about to be run again.
+        # After a resume, drop records past the checkpoint: those steps are about to be run again. A run from
+        # step 0 starts the file afresh (records at step 0, such as the held-out start, would otherwise repeat).
         if state.is_world_process_zero and self.path.is_file():
-            kept = [record for _, record in read_jsonl(self.path) if record.get("step", 0) <= state.global_step]
+            kept = [record for _, record in read_jsonl(self.path)
+                    if state.global_step > 0 and record.get("step", 0) <= state.global_step]
             self.path.write_text("".join(to_json_line(record) for record in kept), encoding="utf-8")
 
     def on_log(self, args, state, control, logs=None, **kwargs):

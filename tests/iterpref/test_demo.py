@@ -147,3 +147,28 @@ def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):
     with pytest.raises(ExecutorUnavailable, match="--executor docker: `sandbox serve` was not ready"):
         with demo.open_executor("docker", tmp_path):
             pass
+
+
+def test_repair_samples_need_sampling(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "--repair-samples", "2", "--temperature", "0"]) == 2
+    assert "--repair-samples above 1 needs --temperature above 0" in capsys.readouterr().err
+    assert main(["demo", "-o", str(tmp_path / "d"), "--repair-samples", "0"]) == 2
+    assert DemoConfig().repair_samples == 2  # the demo samples several candidates per round by default
+
+
+def test_report_shows_displacement_and_margin(tmp_path):
+    from iterpref.report import DemoFacts, write_demo_report
+
+    mechanism = {"pairs": 5, "every_steps": 2,
+                 "start": {"heldout/displacement": 0.0, "heldout/displacement_shared": 0.0, "heldout/margin": 3.5,
+                           "heldout/margin_positive": 0.6},
+                 "final": {"heldout/displacement": -0.125, "heldout/displacement_shared": -0.25,
+                           "heldout/margin": 4.75, "heldout/margin_positive": 0.8}}
+    report = write_demo_report(DemoFacts(settings={"seed": 0}, executor_note="local", mechanism=mechanism),
+                               tmp_path).read_text()
+    assert "What training did to likelihoods on held-out pairs" in report and "Measured on 5 pairs" in report
+    assert "| likelihood displacement of chosen (mean per-token log-prob, change from start) | 0.0000 | -0.1250 |" \
+        in report
+    assert "| share of held-out pairs with a positive margin | 0.6000 | 0.8000 |" in report
+    assert "What training did" not in write_demo_report(DemoFacts(settings={}, executor_note="x"),
+                                                         tmp_path).read_text()

@@ -1,6 +1,6 @@
 import pytest
 
-from iterpref.train.masks import MASK_MODES, error_spans, token_mask
+from iterpref.train.masks import MASK_MODES, error_spans, fix_spans, region_weights, token_mask
 
 
 def covered(text, spans):
@@ -125,3 +125,55 @@ def test_line_split_across_tokens_and_token_spanning_lines(tokenizer):
     assert len(on_line) > 5 and all(on_line)
     token_mode = token_mask(enc["offset_mapping"], error_spans(rejected, chosen, "token"))
     assert sum(token_mode) == 1  # only the token carrying "1"
+
+
+def test_line_trace_widens_the_line_region_by_the_trace_lines():
+    rejected = "def f(xs):\n    n = len(xs)\n    m = xs[0]\n    return m / n\n"
+    chosen = "def f(xs):\n    n = len(xs) or 1\n    m = xs[0]\n    return m / n\n"
+    assert covered(rejected, error_spans(rejected, chosen, "line+trace", trace_lines=[4])) == [
+        "    n = len(xs)", "    return m / n"]
+    # Adjacent trace line joins the run, newline included; a trace line inside the region adds nothing.
+    assert covered(rejected, error_spans(rejected, chosen, "line+trace", trace_lines=[3, 2])) == [
+        "    n = len(xs)\n    m = xs[0]"]
+    # No trace record, or lines outside the text (a trace into the prompt's code): the `line` region.
+    line = error_spans(rejected, chosen, "line")
+    assert error_spans(rejected, chosen, "line+trace", trace_lines=None) == line
+    assert error_spans(rejected, chosen, "line+trace", trace_lines=[0, 9]) == line
+
+
+def test_fix_spans_cover_the_chosen_fix_lines_and_nothing_for_a_pure_deletion():
+    assert covered(CHO, fix_spans(CHO, REJ)) == ["    total = a + b"]
+    rejected = "x = 1\nprint(x)\ny = 2\n"
+    assert fix_spans("x = 1\ny = 2\n", rejected) == []
+    inserted = "def f(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"
+    assert covered(inserted, fix_spans(inserted, "def f(xs):\n    s = 0\n    return s\n")) == [
+        "    for x in xs:\n        s += x"]
+
+
+def test_region_weights_soft_mask():
+    assert region_weights([True, False, True], 0.0) == [1, 0, 1]
+    assert all(isinstance(w, int) for w in region_weights([True, False], 0.0))  # the old 0/1 data, unchanged
+    assert region_weights([True, False, True], 0.25) == [1.0, 0.25, 1.0]
+    assert region_weights([False, False], 1.0) == [1.0, 1.0]
+    with pytest.raises(ValueError):
+        region_weights([True], 1.5)
+
+
+def test_real_tokenizer_line_trace_and_soft_weights(tokenizer):
+    from iterpref.records import Pair
+    from iterpref.train.data import PairTokenizer
+
+    rejected = "def f(xs):\n    n = len(xs)\n    m = xs[0]\n    return m / n\n"
+    chosen = "def f(xs):\n    n = len(xs) or 1\n    m = xs[0]\n    return m / n\n"
+    traced = Pair("t", "Mean.", chosen, rejected, [2], [2], rejected_trace_lines=[4])
+    untraced = Pair("u", "Mean.", chosen, rejected, [2], [2])
+    tok = PairTokenizer(tokenizer, mask="line+trace", layout="plain")
+    out, plain = tok(traced), tok(untraced)
+    masked = tokenizer.decode([i for i, m in zip(out.rejected_ids, out.rejected_mask) if m])
+    assert "n = len(xs)" in masked and "return m / n" in masked and "m = xs[0]" not in masked
+    assert plain.rejected_mask == PairTokenizer(tokenizer, mask="line", layout="plain")(untraced).rejected_mask
+    assert tok.trace_fallbacks == 1  # only the pair without a trace record fell back
+    soft = PairTokenizer(tokenizer, mask="line", layout="plain", outside_weight=0.5)(untraced)
+    hard = PairTokenizer(tokenizer, mask="line", layout="plain")(untraced)
+    assert soft.rejected_ids == hard.rejected_ids
+    assert soft.rejected_mask == [1.0 if m else 0.5 for m in hard.rejected_mask]

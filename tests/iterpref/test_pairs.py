@@ -146,3 +146,27 @@ def test_cli_token_filter_uses_the_tokenizer(tmp_path, capsys):
     assert json.loads((tmp_path / "pairs.summary.json").read_text())["pairs"] == 1
     assert main(["pairs", str(path), "-o", str(out), "--tokenizer", str(tmp_path / "nope")]) == 2
     assert "cannot load a tokenizer" in capsys.readouterr().err
+
+
+def _attempt(task_id, round_, sample, parent, code, ok):
+    return Attempt(task_id=task_id, round=round_, code=code, passed=ok, result={}, sample=sample, parent=parent,
+                   messages=[{"role": "user", "content": f"solve {task_id}"}])
+
+
+def test_rejected_sides_are_the_passing_attempts_failing_ancestors_only():
+    bad = [f"def f(x):\n    y = x - {k}\n    return y\n" for k in range(4)]
+    attempts = [
+        _attempt("t", 0, 0, None, bad[0], False), _attempt("t", 0, 1, None, bad[1], False),
+        _attempt("t", 1, 0, 1, bad[2], False), _attempt("t", 1, 1, 0, bad[3], False),
+        _attempt("t", 2, 0, 0, GOOD, True), _attempt("t", 2, 1, 0, GOOD.replace("1", "2"), True),
+    ]
+    # The lineage of the first pass (2, 0) is (1, 0) <- (0, 1); (0, 0) and (1, 1) are siblings, never used.
+    for select, expected in (("first", [bad[1]]), ("last", [bad[2]])):
+        pairs, _ = _build({"t": attempts}, select=select)
+        assert [p.rejected for p in pairs] == expected and pairs[0].chosen == GOOD
+    pairs, summary = _build({"t": attempts}, pairs_per_task=5, select="random", seed=3)
+    assert sorted(p.rejected for p in pairs) == sorted([bad[1], bad[2]])
+    assert summary.candidates == 2 and summary.pairs == 2 and summary.tasks_with_pairs == 1
+    assert summary.settings["pairs_per_task"] == 5
+    with pytest.raises(Exception, match="pairs-per-task"):
+        _build({"t": attempts}, pairs_per_task=0)

@@ -316,3 +316,121 @@ def test_readers_ignore_a_line_still_being_written(tmp_path):
     out.write_text(to_json_line(load_one_attempt(round_=0)) + '{"task_id": "add", "rou')
     assert [a.round for a in load_trajectories(out)["add"]] == [0]
     assert out.read_text().endswith('"rou')  # only refine's repair=True rewrites the file
+
+
+class SampledScript(ScriptedSampler):
+    """A scripted sampler whose replies also depend on the candidate: ``script[task][round][sample]``. The loop
+    puts a task's candidates side by side in one call, so the k-th prompt of a (task, round) is sample k."""
+
+    def __init__(self, script):
+        super().__init__({task_id: ["unused"] for task_id in script})
+        self.script = script  # type: ignore[assignment]
+
+    def generate(self, prompts):
+        self.calls += 1
+        seen: dict = {}
+        replies = []
+        for prompt in prompts:
+            sample = seen.get((prompt.task_id, prompt.round), 0)
+            seen[(prompt.task_id, prompt.round)] = sample + 1
+            rounds = self.script[prompt.task_id]
+            replies.append(rounds[min(prompt.round, len(rounds) - 1)][sample])
+        return replies
+
+
+SAMPLED = {
+    # Round 0: nothing passes; sample 1 passes one test of two, so round 1 repairs it; round 1's samples 1 and 2
+    # pass, and the task stops there.
+    "add": [[fence("def add(a, b):\n    return a - b\n"), fence("def add(a, b):\n    return 0\n"),
+             fence("def add(a, b) return\n")],
+            [fence("def add(a, b):\n    return a * b\n"), fence("def add(a, b):\n    return a + b\n"),
+             fence("def add(a, b):\n    return b + a\n")]],
+    "first": [[fence("def sq(x):\n    return x\n"), fence("def sq(x):\n    return x + x\n"),
+               fence("def sq(x):\n    return x * x\n")]],
+    # Every round-0 candidate fails alike (no test passes): ties go to sample 0, whose IndexError is on line 2.
+    "echo": [[fence("s = input()\nprint(s[5])\n"), fence("print(1)\n"), fence("print(2)\n")],
+             [fence("s = input()\nprint(s * 2)\n"), fence("print(3)\n"), fence("print(4)\n")]],
+    "never": [[fence("def one():\n    return 2\n")] * 3],
+}
+
+
+def test_repair_samples_draw_candidates_every_round_and_repair_the_best_failing_one(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    sampler = SampledScript(SAMPLED)
+    executor.batches.clear()
+    summary = refine(TASKS, sampler, executor, out, max_rounds=2, samples=3, progress=False)
+    assert summary.pass_round == {"first": 0, "add": 1, "echo": 1} and summary.failed == 1
+    # One sampler call and one executor batch per round, each holding 3 candidates of every active task.
+    assert sampler.calls == 3 and executor.batches == [12, 9, 3]
+    trajectories = load_trajectories(out)
+    add = trajectories["add"]
+    assert [(a.round, a.sample, a.parent, a.passed) for a in add] == [
+        (0, 0, None, False), (0, 1, None, False), (0, 2, None, False),
+        (1, 0, 1, False), (1, 1, 1, True), (1, 2, 1, True)]
+    # Round 1 was prompted with the repaired candidate's code and failure, not another sibling's.
+    assert "2 |     return 0" in add[3].messages[-1]["content"]
+    assert [(a.round, a.sample) for a in trajectories["first"]] == [(0, 0), (0, 1), (0, 2)]
+    assert [a.parent for a in trajectories["echo"] if a.round == 1] == [0, 0, 0]
+    assert len(trajectories["never"]) == 9 and summary.attempts_written == 6 + 3 + 6 + 9
+
+
+def test_pairs_from_repair_samples_use_only_ancestors_and_record_trace_lines(tmp_path, executor):
+    from iterpref.pairs import build_pairs, round0_prompts
+
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS, SampledScript(SAMPLED), executor, out, max_rounds=2, samples=3, progress=False)
+    trajectories = load_trajectories(out)
+    pairs, summary = build_pairs(trajectories, round0_prompts(trajectories), pairs_per_task=5)
+    by_task = {p.task_id: p for p in pairs}
+    assert summary.passed_first_try == 1 and summary.never_passed == 1 and summary.tasks_with_pairs == 2
+    # add: chosen is the first passing candidate; rejected only its parent (round 0, sample 1), never a sibling.
+    assert [p.task_id for p in pairs].count("add") == 1
+    assert by_task["add"].chosen == "def add(a, b):\n    return a + b\n"
+    assert by_task["add"].rejected == "def add(a, b):\n    return 0\n"
+    assert (by_task["add"].chosen_round, by_task["add"].rejected_round) == (1, 0)
+    # echo's rejected failed with IndexError on its line 2: the executor's line is kept for line+trace.
+    assert by_task["echo"].rejected_trace_lines == [2]
+    assert by_task["add"].rejected_trace_lines == []  # wrong answers stop in the test, not in the candidate
+
+
+def test_resume_with_repair_samples_continues_from_the_same_candidate(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS, SampledScript(SAMPLED), executor, out, max_rounds=0, samples=3, progress=False)
+    assert len(out.read_text().splitlines()) == 12
+    summary = refine(TASKS, SampledScript(SAMPLED), executor, out, max_rounds=1, samples=3, progress=False)
+    assert summary.already_done == 1 and summary.attempts_written == 9
+    trajectories = load_trajectories(out)
+    assert [a.parent for a in trajectories["add"] if a.round == 1] == [1, 1, 1]
+    assert trajectories["add"][4].passed and len(trajectories["first"]) == 3
+
+
+def test_files_without_sample_and_parent_still_read_and_pair(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=3, progress=False)
+    # What an iterpref before repair sampling wrote: the same lines without the two fields.
+    old = tmp_path / "old.jsonl"
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    for line in lines:
+        del line["sample"], line["parent"]
+    old.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    from iterpref.pairs import build_pairs, round0_prompts
+
+    trajectories = load_trajectories(old)
+    assert [a.round for a in trajectories["echo"]] == [0, 1, 2]
+    pairs, summary = build_pairs(trajectories, round0_prompts(trajectories), select="first", pairs_per_task=2)
+    echo = [p for p in pairs if p.task_id == "echo"]
+    assert [p.rejected_round for p in echo] == [0, 1] and summary.tasks_with_pairs == 2
+    # Resuming an old file with more rounds appends single-sample attempts in the same shape.
+    refine(TASKS, ScriptedSampler(SCRIPT), executor, old, max_rounds=4, progress=False)
+    assert len(load_trajectories(old)["never"]) == 5
+
+
+def test_cli_repair_samples(tmp_path, capsys):
+    tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
+    out = tmp_path / "traj.jsonl"
+    assert main(["refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
+                 "--max-rounds", "1", "--repair-samples", "2"]) == 0
+    assert len(load_trajectories(out)["never"]) == 4
+    assert main(["refine", str(tasks_path), "-o", str(tmp_path / "g.jsonl"), "--repair-samples", "3",
+                 "--temperature", "0"]) == 2
+    assert "greedy decoding" in capsys.readouterr().err

@@ -145,3 +145,100 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model, capsys):
     assert "no usable pairs" in capsys.readouterr().err
     assert main(["train", "--pairs", str(same), "--model", str(tmp_path), "--beta", "0"]) == 2
     assert "beta" in capsys.readouterr().err
+
+
+def test_heldout_scores_equal_direct_sums(tokenizer, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from iterpref.train.scoring import score_heldout_batch
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    kept, _ = tokenize_pairs(PAIRS, PairTokenizer(tokenizer, mask="line", fix_mask=True), progress=False)
+    # PAIRS[1]'s fix only inserts lines: the chosen side has fix lines; PAIRS[0] replaces one line.
+    fix_text = tokenizer.decode([i for i, m in zip(kept[0].chosen_ids, kept[0].chosen_fix_mask) if m])
+    assert fix_text.strip() == "return a + b"
+    batch = PairCollator(pad_token_id=tokenizer.pad_token_id)([p.as_dict() for p in kept])
+    with torch.no_grad():
+        scores = score_heldout_batch(model, batch)
+        for i, p in enumerate(kept):
+            def direct(ids, mask):
+                seq = torch.tensor([p.prompt_ids + ids])
+                logps = torch.log_softmax(model(seq).logits[0, :-1].float(), -1)
+                token = logps.gather(-1, seq[0, 1:, None]).squeeze(-1)[len(p.prompt_ids) - 1 :]
+                return (token * torch.tensor(mask, dtype=torch.float32)).sum()
+
+            fix = p.chosen_fix_mask
+            assert torch.allclose(scores["chosen_logps"][i], direct(p.chosen_ids, [1] * len(fix)), atol=1e-4)
+            assert torch.allclose(scores["fix_logps"][i], direct(p.chosen_ids, fix), atol=1e-4)
+            assert torch.allclose(scores["shared_logps"][i], direct(p.chosen_ids, [1 - m for m in fix]), atol=1e-4)
+            assert scores["shared_tokens"][i] == len(fix) - sum(fix)
+            assert torch.allclose(scores["region_logps"][i], direct(p.rejected_ids, p.rejected_mask), atol=1e-4)
+
+
+def test_heldout_summary_arithmetic():
+    from iterpref.train.heldout import summarise
+
+    start = {"chosen_mean": [-2.0, -1.0], "shared_mean": [-1.0, float("nan")], "margin": [-1.0, 0.5]}
+    now = {"chosen_mean": [-3.0, -1.5], "shared_mean": [-2.0, float("nan")], "margin": [1.0, 0.0]}
+    got = summarise(now, start)
+    assert got["heldout/displacement"] == pytest.approx(-0.75)
+    assert got["heldout/displacement_shared"] == pytest.approx(-1.0)  # the pair without shared tokens left out
+    assert got["heldout/logps_chosen"] == pytest.approx(-2.25)
+    assert got["heldout/margin"] == pytest.approx(0.5)
+    assert got["heldout/margin_change"] == pytest.approx(0.75)
+    assert got["heldout/margin_positive"] == pytest.approx(0.5)  # a margin of exactly 0 is not positive
+    unchanged = summarise(start, start)
+    assert unchanged["heldout/displacement"] == 0 and unchanged["heldout/margin_change"] == 0
+
+
+@pytest.mark.timeout(180)
+def test_training_logs_heldout_metrics_every_n_steps(pairs_file, tiny_model, tmp_path):
+    from iterpref.records import to_json_line
+
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(to_json_line(p) for p in PAIRS))
+    result = train(config(pairs_file, tiny_model, tmp_path / "run", max_steps=5, heldout_pairs=str(heldout),
+                          heldout_steps=2, save_model=False))
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    measured = [r for r in records if "heldout/displacement" in r]
+    assert [r["step"] for r in measured] == [0, 2, 4, 5]  # the start, every 2 steps, and the end
+    # The training records of the steps where the held-out pairs were measured are all there too.
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
+    assert measured[0]["heldout/displacement"] == 0 and measured[0]["heldout/margin_change"] == 0
+    assert measured[-1]["heldout/displacement"] != 0  # lr 1e-2 on a tiny model moves every likelihood
+    for r in measured:
+        assert 0 <= r["heldout/margin_positive"] <= 1
+        assert set(r) >= {"heldout/displacement_shared", "heldout/logps_chosen", "heldout/margin"}
+    report = json.loads(result.heldout_path.read_text())
+    assert report["pairs"] == 4 and report["step"] == 5  # the identical pair is dropped
+    assert report["final"]["heldout/displacement"] == pytest.approx(measured[-1]["heldout/displacement"])
+    assert len(report["per_pair"]["final"]["margin"]) == 4
+    summary = json.loads((tmp_path / "run" / "data_summary.json").read_text())
+    assert summary["heldout_pairs_used"] == 4 and summary["heldout_dropped"]["identical"] == 1
+
+
+@pytest.mark.timeout(180)
+def test_soft_mask_trains_and_keys_the_reference_cache_on_the_weight(pairs_file, tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    hard = train(config(pairs_file, tiny_model, tmp_path / "hard", max_steps=1, save_model=False,
+                        ref_cache_dir=str(cache)))
+    soft = train(config(pairs_file, tiny_model, tmp_path / "soft", max_steps=1, save_model=False,
+                        ref_cache_dir=str(cache), outside_weight=0.5))
+    assert not soft.ref_cache_hit and soft.ref_cache != hard.ref_cache
+    a = json.loads((tmp_path / "hard" / "data_summary.json").read_text())
+    b = json.loads((tmp_path / "soft" / "data_summary.json").read_text())
+    assert b["outside_weight"] == 0.5 and a["outside_weight"] == 0.0
+    # The reference sums over the rejected side grow by half the log-probs outside the region (all negative).
+    ref_hard, ref_soft = torch.load(hard.ref_cache), torch.load(soft.ref_cache)
+    assert torch.allclose(ref_hard[:, 0], ref_soft[:, 0])
+    assert (ref_soft[:, 1] < ref_hard[:, 1]).all()
+    step_hard = [r for r in hard.log_history if "loss" in r][0]
+    step_soft = [r for r in soft.log_history if "loss" in r][0]
+    assert step_soft["mask/rejected_tokens"] > step_hard["mask/rejected_tokens"]
+
+
+def test_line_trace_fallbacks_are_counted_in_the_summary(pairs_file, tiny_model, tmp_path):
+    result = train(config(pairs_file, tiny_model, tmp_path / "trace", max_steps=1, save_model=False,
+                          mask="line+trace"))
+    summary = json.loads((tmp_path / "trace" / "data_summary.json").read_text())
+    assert summary["mask"] == "line+trace" and summary["trace_fallback"] == result.pairs_used == 8
