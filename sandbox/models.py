@@ -141,6 +141,8 @@ class Case(_Strict):
                       description="A Python literal of a list or tuple of positional arguments, e.g. `([1, 2], 3)`.")
     expected: str = Field("None", max_length=MAX_CODE_BYTES,
                           description="A Python literal of the expected return value, e.g. `(1, {2, 3}, nan)`.")
+    alternatives: list[str] = Field(default_factory=list, max_length=16,
+                                    description="More accepted return values (literals), compared the same way.")
     time_s: Optional[float] = Field(None, gt=0, le=MAX_TIME_S,
                                     description="This input's own time limit, within the test's `limits.time_s`.")
     tolerance: Optional[float] = Field(None, ge=0, description="Absolute tolerance for numbers (see CasesTest).")
@@ -150,7 +152,8 @@ class Case(_Strict):
         args = read_literal(self.args)
         if not isinstance(args, (list, tuple)):
             raise ValueError("`args` must be a literal list or tuple of positional arguments")
-        read_literal(self.expected)
+        for text in [self.expected, *self.alternatives]:
+            read_literal(text)
         return self
 
 
@@ -159,7 +162,7 @@ class CasesTest(_Strict):
 
     Each case's arguments go to the executing side; its expected value never does: return values travel back
     (as ``marshal`` data, lossless for plain types) and are compared in the runner's judge, as for ``call``.
-    A case passes when its value equals ``expected`` under ``compare``:
+    A case passes when its value equals ``expected`` (or one of its ``alternatives``) under ``compare``:
 
     - ``equal``: ``got == expected`` (Python equality: tuples differ from lists, ``1 == 1.0``);
     - ``set``: ``set(got) == set(expected)`` (order and repeats ignored);

@@ -1328,7 +1328,13 @@ def _case_passes(test: dict, case: dict, got) -> bool:
             return abs(value) <= (tolerance or 0.0)
         except Exception:  # noqa: BLE001 - a value that cannot be a root fails
             return False
-    want = _read_literal(str(case.get("expected", "None")))
+    for text in [case.get("expected", "None"), *(case.get("alternatives") or [])]:
+        if _matches(compare, got, _read_literal(str(text)), tolerance, float(test.get("rel_tolerance") or 0.0)):
+            return True
+    return False
+
+
+def _matches(compare: str, got, want, tolerance, relative: float) -> bool:
     try:
         if compare == "set":
             exact = set(got) == set(want)
@@ -1342,7 +1348,7 @@ def _case_passes(test: dict, case: dict, got) -> bool:
         return exact
     if type(got) is not type(want):
         return False
-    return _close_enough(got, want, float(tolerance), float(test.get("rel_tolerance") or 0.0))
+    return _close_enough(got, want, float(tolerance), relative)
 
 
 def _judge_cases(test: dict, outcome: dict, limits: dict) -> dict:

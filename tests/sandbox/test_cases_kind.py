@@ -158,3 +158,10 @@ def test_the_cases_kind_is_in_the_openapi_schema_and_runs_over_http():
                                                                          {"args": "(2,)", "expected": "{3}"}]}]}
         test = client.post("/v1/runs", json=body).json()["tests"][0]
         assert (test["verdict"], test["case"]) == ("fail", 1)
+
+
+def test_alternatives_are_accepted_values_too(executor):
+    cases = [{"args": "(5,)", "expected": "10", "alternatives": ["0"]}]
+    assert run(executor, "def f(x):\n    return 0\n", cases).passed
+    assert run(executor, "def f(x):\n    return 10\n", cases).passed
+    assert not run(executor, "def f(x):\n    return 1\n", cases).passed
