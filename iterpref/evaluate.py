@@ -217,3 +217,97 @@ def format_summary(summary: EvalSummary) -> str:
     if summary.infra_errors:
         lines.append(f"warning: {summary.infra_errors} samples could not be judged by the executor and count as failures")
     return "\n".join(lines)
+
+
+# --- grading samples made elsewhere -------------------------------------------------------------------------------
+
+
+@dataclass
+class GradedSample:
+    """One sample of a samples file, judged: the verdict of each test (EvalPlus tasks: ``base`` and ``plus``)."""
+
+    task_id: str
+    line: int  # 1-based line in the samples file
+    passed: bool
+    tests: dict[str, str]  # test id -> verdict
+    error_type: Optional[str]
+    failing_test: Optional[str] = None
+    case: Optional[int] = None  # the failing input of a `cases` test
+    message: Optional[str] = None
+    base_status: Optional[str] = None  # EvalPlus's names: "pass" or "fail" for the base inputs
+    plus_status: Optional[str] = None  # and for the extra inputs
+
+
+def read_samples(path: str | Path) -> list[tuple[int, dict]]:
+    """``(line, record)`` of a samples JSONL file as the official tools read it: ``task_id`` with ``solution``
+    (a whole program) or ``completion`` (appended to the task's prompt)."""
+    from iterpref.errors import DataError
+    from iterpref.records import read_jsonl
+
+    samples = []
+    for number, raw in read_jsonl(path):
+        if not isinstance(raw.get("task_id"), str):
+            raise DataError(f"{path}:{number}: a sample needs a string `task_id`")
+        if not isinstance(raw.get("solution", raw.get("completion")), str):
+            raise DataError(f"{path}:{number}: a sample needs a string `solution` or `completion`")
+        samples.append((number, raw))
+    if not samples:
+        raise DataError(f"{path}: no samples in the file")
+    return samples
+
+
+def grade_samples(tasks: Sequence[Task], samples: Sequence[tuple[int, dict]], executor: Executor,
+                  *, batch: int = 64, progress: bool = True) -> list[GradedSample]:
+    """Judge each sample's program as given (no sanitising, as EvalPlus's evaluate does): ``solution`` as is,
+    else the task's prompt followed by ``completion``."""
+    from iterpref.errors import DataError
+
+    by_id = {t.task_id: t for t in tasks}
+    unknown = sorted({s["task_id"] for _, s in samples if s["task_id"] not in by_id})
+    if unknown:
+        raise DataError(f"samples name {len(unknown)} task(s) not in the benchmark: {', '.join(unknown[:5])}")
+    graded: list[GradedSample] = []
+    bar = tqdm(total=len(samples), desc="grade", unit="sample", disable=not progress)
+    try:
+        for start in range(0, len(samples), batch):
+            chunk = samples[start : start + batch]
+            codes = [s["solution"] if "solution" in s else by_id[s["task_id"]].prompt + s["completion"] for _, s in chunk]
+            results = judge_batch(executor, [to_request(by_id[s["task_id"]], c) for (_, s), c in zip(chunk, codes)])
+            graded += [_graded(number, sample, result) for (number, sample), result in zip(chunk, results)]
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return graded
+
+
+def _graded(number: int, sample: dict, result: RunResult) -> GradedSample:
+    tests = {t.id: t.verdict.value for t in result.tests}
+    failure = result.first_failure() if result.status == RunStatus.COMPLETED else None
+    statuses = {name: ("pass" if tests.get(name) == "pass" else "fail") if name in tests else None
+                for name in ("base", "plus")}
+    return GradedSample(
+        task_id=sample["task_id"], line=number, passed=result.status == RunStatus.COMPLETED and result.passed,
+        tests=tests, error_type=error_type(result), failing_test=failure.id if failure else None,
+        case=failure.case if failure else None,
+        message=(failure.message if failure else result.infra_message),
+        base_status=statuses["base"], plus_status=statuses["plus"])
+
+
+def summarize_graded(graded: Sequence[GradedSample]) -> dict:
+    """pass@1 over tasks (mean of each task's passing share; pass@k for every k up to the smallest sample count),
+    and for EvalPlus tasks also the base-inputs-only figure; error types of failing samples."""
+    per_task: dict[str, list[GradedSample]] = {}
+    for sample in graded:
+        per_task.setdefault(sample.task_id, []).append(sample)
+    smallest = min(len(v) for v in per_task.values())
+    summary: dict = {"tasks": len(per_task), "samples": len(graded), "pass_at_k": {}, "base_pass_at_k": None}
+    for k in [k for k in DEFAULT_KS if k <= smallest]:
+        summary["pass_at_k"][str(k)] = sum(pass_at_k(len(v), sum(s.passed for s in v), k)
+                                           for v in per_task.values()) / len(per_task)
+    if all(s.base_status is not None for s in graded):
+        summary["base_pass_at_k"] = {
+            str(k): sum(pass_at_k(len(v), sum(s.base_status == "pass" for s in v), k)
+                        for v in per_task.values()) / len(per_task)
+            for k in [k for k in DEFAULT_KS if k <= smallest]}
+    summary["error_types"] = dict(Counter(s.error_type for s in graded if s.error_type).most_common())
+    return summary

@@ -165,3 +165,12 @@ def test_alternatives_are_accepted_values_too(executor):
     assert run(executor, "def f(x):\n    return 0\n", cases).passed
     assert run(executor, "def f(x):\n    return 10\n", cases).passed
     assert not run(executor, "def f(x):\n    return 1\n", cases).passed
+
+
+def test_an_object_that_is_not_plain_data_still_counts_as_not_none(executor):
+    code = "import re\ndef f(s):\n    return re.match('a', s)\n"
+    cases = [{"args": "('abc',)", "expected": "True"}, {"args": "('xbc',)", "expected": "False"}]
+    assert run(executor, code, cases, compare="not_none").passed
+    wrong = [{"args": "('abc',)", "expected": "False"}]
+    assert run(executor, code, wrong, compare="not_none").tests[0].case == 0
+    assert run(executor, code, wrong, compare="returns").passed
