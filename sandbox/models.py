@@ -104,6 +104,10 @@ class StdioTest(_Strict):
     normalize_whitespace: bool = Field(
         True, description="Ignore trailing whitespace on each line and trailing blank lines."
     )
+    compare: Literal["lines", "tokens"] = Field(
+        "lines", description="`lines`: line by line (see normalize_whitespace). `tokens`: LiveCodeBench's rule: "
+        "the output stripped, then each line stripped; same number of lines; each line equal, or its "
+        "whitespace-separated tokens equal as decimal numbers (`1.0` equals `1.00`).")
 
 
 # NaN and the infinities have no literal syntax; ``repr`` writes them as these names, so a literal may use them.
@@ -166,6 +170,7 @@ class CasesTest(_Strict):
 
     - ``equal``: ``got == expected`` (Python equality: tuples differ from lists, ``1 == 1.0``);
     - ``set``: ``set(got) == set(expected)`` (order and repeats ignored);
+    - ``tuple_is_list``: like ``equal``, but a tuple result compares as a list (for expected values from JSON);
     - ``not_none``: ``expected`` is a bool; a bool result must equal it, any other result must be non-None
       exactly when ``expected`` is True;
     - ``returns``: any return value passes (only exceptions and time limits fail);
@@ -183,7 +188,10 @@ class CasesTest(_Strict):
     id: Optional[str] = Field(None, max_length=200)
     entry_point: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     cases: list[Case] = Field(..., min_length=1, max_length=MAX_CASES)
-    compare: Literal["equal", "set", "not_none", "returns", "polynomial_root"] = "equal"
+    compare: Literal["equal", "set", "tuple_is_list", "not_none", "returns", "polynomial_root"] = "equal"
+    on_instance: bool = Field(False, description="`entry_point` is `Class.method`: call the method of one "
+                            "`Class()` made before the first case (LeetCode's `Solution`), or a module-level "
+                            "function named `method` when the program defines no `Class`.")
     rel_tolerance: float = Field(0.0, ge=0, description="Relative tolerance added to a case's `tolerance`.")
 
 

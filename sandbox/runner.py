@@ -1064,6 +1064,27 @@ def _stdout_diff(got: str, want: str, normalize: bool) -> str | None:
     return f"stdout has {len(got_lines)} lines, expected {len(want_lines)}"
 
 
+def _stdout_tokens_diff(got: str, want: str) -> str | None:
+    """LiveCodeBench's comparison: both stripped, then line by line stripped; a line passes when equal or when
+    its whitespace-separated tokens are equal decimal numbers."""
+    from decimal import Decimal, InvalidOperation
+
+    got_lines = [line.strip() for line in got.strip().split("\n")]
+    want_lines = [line.strip() for line in want.strip().split("\n")]
+    if len(got_lines) != len(want_lines):
+        return f"stdout has {len(got_lines)} lines, expected {len(want_lines)}"
+    for number, (g, w) in enumerate(zip(got_lines, want_lines), start=1):
+        if g == w:
+            continue
+        try:
+            if [Decimal(t) for t in g.split()] == [Decimal(t) for t in w.split()]:
+                continue
+        except (InvalidOperation, ValueError):
+            pass
+        return f"stdout line {number}: expected {_clip(repr(w), 200)}, got {_clip(repr(g), 200)}"
+    return None
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -1127,7 +1148,10 @@ def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
         return {**result, "verdict": "fail",
                 "message": f"expected {_clip(repr(test.get('expected')), 300)}, got {_clip(repr(got), 300)}"}
     if test is not None and test["kind"] == "stdio":
-        diff = _stdout_diff(result["stdout"], test["expected_stdout"], test.get("normalize_whitespace", True))
+        if test.get("compare") == "tokens":
+            diff = _stdout_tokens_diff(result["stdout"], test["expected_stdout"])
+        else:
+            diff = _stdout_diff(result["stdout"], test["expected_stdout"], test.get("normalize_whitespace", True))
         if diff:
             return {**result, "verdict": "fail", "message": diff}
     return {**result, "verdict": "pass"}
@@ -1223,7 +1247,7 @@ def _prepare_cases(test: dict) -> dict:
     # Under `returns` and `not_none` a value that is not plain data can pass, so the child goes on after one.
     go_on = test.get("compare") in ("returns", "not_none")
     return {"kind": "cases", "entry_point": str(test["entry_point"]), "args": args, "time_s": limits,
-            "opaque_goes_on": go_on}
+            "opaque_goes_on": go_on, "on_instance": bool(test.get("on_instance"))}
 
 
 def _run_cases(test: dict, module, token: bytes, result_fd: int, primitives) -> None:
@@ -1232,8 +1256,13 @@ def _run_cases(test: dict, module, token: bytes, result_fd: int, primitives) -> 
     (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
      _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd) = primitives
     target = module
-    for part in test["entry_point"].split("."):
-        target = _getattr(target, part)
+    parts = test["entry_point"].split(".")
+    if test["on_instance"] and len(parts) == 2:
+        owner = vars(module).get(parts[0])
+        target = _getattr(owner(), parts[1]) if _isinstance(owner, type) else _getattr(module, parts[1])
+    else:
+        for part in parts:
+            target = _getattr(target, part)
 
     def emit(*payload) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -1343,6 +1372,8 @@ def _matches(compare: str, got, want, tolerance, relative: float) -> bool:
     try:
         if compare == "set":
             exact = set(got) == set(want)
+        elif compare == "tuple_is_list":
+            exact = bool((list(got) if isinstance(got, tuple) else got) == want)
         elif compare == "not_none":
             exact = got == want if isinstance(got, bool) else want == (got is not None)
         else:

@@ -19,7 +19,8 @@ def executor():
 
 
 def run(executor, code: str, cases: list[dict], time_s: float = 10.0, **test) -> RunResult:
-    request = RunRequest(code=code, tests=[{"kind": "cases", "entry_point": "f", "cases": cases, **test}],
+    test = {"entry_point": "f", **test}
+    request = RunRequest(code=code, tests=[{"kind": "cases", "cases": cases, **test}],
                          limits={"time_s": time_s})
     return executor.run(request)
 
@@ -174,3 +175,30 @@ def test_an_object_that_is_not_plain_data_still_counts_as_not_none(executor):
     wrong = [{"args": "('abc',)", "expected": "False"}]
     assert run(executor, code, wrong, compare="not_none").tests[0].case == 0
     assert run(executor, code, wrong, compare="returns").passed
+
+
+def test_on_instance_calls_a_method_of_one_instance_or_a_plain_function(executor):
+    cases = [{"args": "([1, 2],)", "expected": "[2, 1]"}, {"args": "([3],)", "expected": "[3]"}]
+    code = "class Solution:\n    calls = 0\n    def rev(self, xs):\n        Solution.calls += 1\n        return xs[::-1]\n"
+    test = {"entry_point": "Solution.rev", "on_instance": True}
+    assert run(executor, code, cases, **test).passed
+    assert run(executor, "def rev(xs):\n    return xs[::-1]\n", cases, **test).passed
+    assert run(executor, "def other(xs):\n    return xs\n", cases, **test).tests[0].verdict == "error"
+
+
+def test_tuple_is_list_compares_a_tuple_result_as_a_list(executor):
+    cases = [{"args": "()", "expected": "[1, 2]"}]
+    assert run(executor, "def f():\n    return (1, 2)\n", cases, compare="tuple_is_list").passed
+    assert not run(executor, "def f():\n    return (1, 2)\n", cases).passed
+
+
+def test_stdout_tokens_compare_like_livecodebench(executor):
+    def stdio(code, expected):
+        request = RunRequest(code=code, tests=[{"kind": "stdio", "stdin": "", "expected_stdout": expected,
+                                                "compare": "tokens"}])
+        return executor.run(request).passed
+
+    assert stdio("print('  1.0 2  ')\nprint('x')\n", "\n1 2.00\nx\n\n")
+    assert not stdio("print('1 2')\n", "1 3\n")
+    assert not stdio("print('1')\nprint()\nprint('2')\n", "1\n2\n")
+    assert not stdio("print('abc')\n", "ABC\n")
