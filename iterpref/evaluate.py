@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -257,9 +257,11 @@ def read_samples(path: str | Path) -> list[tuple[int, dict]]:
 
 
 def grade_samples(tasks: Sequence[Task], samples: Sequence[tuple[int, dict]], executor: Executor,
-                  *, batch: int = 64, progress: bool = True) -> list[GradedSample]:
+                  *, program: Optional[Callable[[str], str]] = None, batch: int = 64,
+                  progress: bool = True) -> list[GradedSample]:
     """Judge each sample's program as given (no sanitising, as EvalPlus's evaluate does): ``solution`` as is,
-    else the task's prompt followed by ``completion``."""
+    else the task's prompt followed by ``completion``; ``program`` is the benchmark's own wrapping of the code
+    (LiveCodeBench's import preamble), see ``iterpref.tasks.benchmarks.program_builder``."""
     from iterpref.errors import DataError
 
     by_id = {t.task_id: t for t in tasks}
@@ -272,6 +274,8 @@ def grade_samples(tasks: Sequence[Task], samples: Sequence[tuple[int, dict]], ex
         for start in range(0, len(samples), batch):
             chunk = samples[start : start + batch]
             codes = [s["solution"] if "solution" in s else by_id[s["task_id"]].prompt + s["completion"] for _, s in chunk]
+            if program is not None:
+                codes = [program(code) for code in codes]
             results = judge_batch(executor, [to_request(by_id[s["task_id"]], c) for (_, s), c in zip(chunk, codes)])
             graded += [_graded(number, sample, result) for (number, sample), result in zip(chunk, results)]
             bar.update(len(chunk))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from iterpref.errors import ConfigError
 from iterpref.records import Task
@@ -50,6 +50,15 @@ def benchmark_tasks(name: str, source: Optional[str] = None, *, split: str = "co
 
         return livecodebench_tasks(source, limit=limit, **options)
     raise ConfigError(f"unknown benchmark {name!r}; one of {', '.join(NAMES)}, or a tasks JSONL file")
+
+
+def program_builder(name: str) -> Optional[Callable[[str], str]]:
+    """How benchmark ``name``'s harness turns a sample's code into the program it runs (None: as it is)."""
+    if name == "livecodebench":
+        from iterpref.tasks.livecodebench import program
+
+        return program
+    return None
 
 
 def data_file(name: str, source: Optional[str] = None) -> Optional[Path]:
