@@ -52,12 +52,19 @@ def benchmark_tasks(name: str, source: Optional[str] = None, *, split: str = "co
     raise ConfigError(f"unknown benchmark {name!r}; one of {', '.join(NAMES)}, or a tasks JSONL file")
 
 
-def program_builder(name: str) -> Optional[Callable[[str], str]]:
-    """How benchmark ``name``'s harness turns a sample's code into the program it runs (None: as it is)."""
+def program_builder(name: str, source: Optional[str] = None) -> Optional[Callable[[str, str], str]]:
+    """How benchmark ``name``'s harness turns a sample's code into the program it runs, as a function of
+    ``(task_id, code)``; None when the code runs as it is."""
     if name == "livecodebench":
         from iterpref.tasks.livecodebench import program
 
-        return program
+        return lambda _task_id, code: program(code)
+    if name in ("bigcodebench", "bigcodebench-hard"):
+        from iterpref.tasks.bigcodebench import code_prompts
+        from iterpref.tasks.bigcodebench import program as calibrated
+
+        prompts = code_prompts(source)
+        return lambda task_id, code: calibrated(prompts[task_id], code)
     return None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from iterpref.evaluate import grade_samples, read_samples
 from iterpref.tasks.evalplus import evalplus_tasks, mbpp_inputs
 from sandbox.local import LocalExecutor
 from sandbox.models import RunRequest
+from tests.oracles import run_oracle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evalplus"
 FILES = {"humaneval+": (FIXTURES / "HumanEvalPlus-fixture.jsonl", "HUMANEVAL_OVERRIDE_PATH", "humaneval"),
@@ -92,10 +92,9 @@ def official_statuses(benchmark: str, tmp_path: Path) -> list[tuple[str, str]]:
     samples = tmp_path / "samples.jsonl"
     samples.write_text(samples_file(benchmark).read_text())
     env = {**os.environ, variable: str(source), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", "evalplus.evaluate", "--dataset", dataset, "--samples",
-                           str(samples), "--parallel", "2", "--i_just_wanna_run"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, log = run_oracle([sys.executable, "-m", "evalplus.evaluate", "--dataset", dataset, "--samples",
+                            str(samples), "--parallel", "2", "--i_just_wanna_run"], tmp_path, env)
+    assert code == 0, log[-3000:]
     results = json.loads((tmp_path / "samples_eval_results.json").read_text())["eval"]
     seen: dict[str, int] = {}
     statuses = []
@@ -108,6 +107,7 @@ def official_statuses(benchmark: str, tmp_path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("benchmark", ["humaneval+", "mbpp+"])
 def test_verdicts_agree_with_the_official_evalplus_on_every_sample(benchmark, tmp_path, executor):
     pytest.importorskip("evalplus.evaluate", reason="the official grader: pip install evalplus")

@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import pickle
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -21,6 +20,7 @@ from iterpref.tasks.benchmarks import program_builder
 from iterpref.tasks.livecodebench import decode_cases, livecodebench_tasks, plain_unpickle, starter_code
 from sandbox.local import LocalExecutor
 from sandbox.models import RunRequest
+from tests.oracles import run_oracle
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "livecodebench"
@@ -76,6 +76,7 @@ def test_private_cases_decode_only_plain_data():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_verdicts_agree_with_livecodebench_on_every_sample(tmp_path):
     pytest.importorskip("numpy", reason="LiveCodeBench's grader (the vendored oracle) imports numpy")
     if not ORACLE.is_file():
@@ -83,9 +84,9 @@ def test_verdicts_agree_with_livecodebench_on_every_sample(tmp_path):
     files = f"{FIXTURES / 'test.jsonl'},{FIXTURES / 'test2.jsonl'}"
     out = tmp_path / "oracle.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(ORACLE), files, str(FIXTURES / "samples.jsonl"), str(out)],
-                          capture_output=True, text=True, timeout=1200, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, log = run_oracle([sys.executable, str(ORACLE), files, str(FIXTURES / "samples.jsonl"), str(out)],
+                           tmp_path, env)
+    assert code == 0, log[-3000:]
     theirs = [json.loads(line)["passed"] for line in out.read_text().splitlines()]
     samples = read_samples(FIXTURES / "samples.jsonl")
     ours = grade_samples(livecodebench_tasks(FIXTURES), samples, LocalExecutor(workers=2),
