@@ -63,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         bench.add_argument("--limit", type=int, default=None, help="only the first N problems")
         add_benchmark_options(bench)
         bench.set_defaults(func=_benchmark, benchmark=name)
+    calibrate = actions.add_parser("calibrate", help="set each task's time limit from its reference's measured time")
+    calibrate.add_argument("path", help="tasks JSONL (tasks need a `reference`)")
+    calibrate.add_argument("-o", "--output", required=True, help="tasks JSONL to write")
+    calibrate.add_argument("--factor", type=float, default=4.0, help="limit = factor x the slowest test (default 4)")
+    calibrate.add_argument("--floor", type=float, default=1.0, help="the limit's minimum in seconds (default 1)")
+    calibrate.add_argument("--executor", default="local", help="`local` or the URL of `sandbox serve`")
+    calibrate.set_defaults(func=_calibrate)
     check = actions.add_parser("check", help="validate a tasks JSONL file against the executor's contract")
     check.add_argument("path")
     check.set_defaults(func=_check)
@@ -90,6 +97,24 @@ def _benchmark(args: argparse.Namespace) -> int:
                             options=loader_options(args.benchmark, args))
     count = _write(tasks, args.output)
     print(f"wrote {count} {args.benchmark} tasks to {args.output}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from iterpref.executor import close_executor, make_executor
+    from iterpref.tasks.calibrate import calibrate
+
+    if args.factor <= 0 or args.floor <= 0:
+        raise ConfigError("--factor and --floor must be positive")
+    executor = make_executor(args.executor)
+    try:
+        result = calibrate(load_tasks(args.path), executor, factor=args.factor, floor=args.floor)
+    finally:
+        close_executor(executor)
+    _write(result.tasks, args.output)
+    print(f"calibrated {result.calibrated} of {len(result.tasks)} tasks; wrote {args.output}")
+    for task_id, why in list(result.kept.items())[:10]:
+        print(f"  kept the limits of {task_id}: {why}")
     return 0
 
 

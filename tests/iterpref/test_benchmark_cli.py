@@ -139,3 +139,19 @@ def test_import_pairs_keeps_replies_and_diffs_the_code(tmp_path, capsys):
     bad.write_text(json.dumps([{"prompt": "p", "chosen": "c"}]))
     assert main(["import-pairs", str(bad), "-o", str(out)]) == 2
     assert "record 0: field `rejected`" in capsys.readouterr().err
+
+
+def test_calibrate_sets_limits_from_the_reference(tmp_path, capsys):
+    tasks = tmp_path / "tasks.jsonl"
+    rows = [{"task_id": "ok", "prompt": "p", "reference": "def f():\n    return 1\n",
+             "tests": [{"kind": "call", "entry_point": "f", "expected": 1}]},
+            {"task_id": "wrong", "prompt": "p", "reference": "def f():\n    return 2\n",
+             "tests": [{"kind": "call", "entry_point": "f", "expected": 1}], "limits": {"time_s": 7}},
+            {"task_id": "none", "prompt": "p", "tests": [{"kind": "call", "entry_point": "f", "expected": 1}]}]
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "calibrated.jsonl"
+    assert main(["tasks", "calibrate", str(tasks), "-o", str(out), "--factor", "4", "--floor", "1.5"]) == 0
+    calibrated = {t.task_id: t for t in load_tasks(out)}
+    assert calibrated["ok"].limits["time_s"] == 1.5  # a trivial reference: the floor
+    assert calibrated["wrong"].limits == {"time_s": 7} and calibrated["none"].limits is None
+    assert "kept the limits of wrong: its reference solution does not pass" in capsys.readouterr().out
