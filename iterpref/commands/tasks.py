@@ -24,6 +24,8 @@ def add_benchmark_options(parser: argparse.ArgumentParser) -> None:
                        help="EvalPlus: per-input limit = factor x the canonical solution's time (default 4)")
     group.add_argument("--min-time", type=float, default=None, help="EvalPlus: the per-input limit's floor, s (1)")
     group.add_argument("--task-list", default=None, help="BigCodeBench: a file of task ids (e.g. the Hard subset)")
+    group.add_argument("--test-time", type=float, default=None,
+                       help="BigCodeBench: seconds per test method (default 60, the executor's maximum)")
     group.add_argument("--release", default=None, help="LiveCodeBench: release_v1..release_v6 or release_latest")
     group.add_argument("--start-date", default=None, help="LiveCodeBench: contests from this date (YYYY-MM-DD)")
     group.add_argument("--end-date", default=None, help="LiveCodeBench: contests up to this date (YYYY-MM-DD)")
@@ -32,15 +34,16 @@ def add_benchmark_options(parser: argparse.ArgumentParser) -> None:
 def loader_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of benchmark ``name``'s loader that ``args`` sets; an error for ones it lacks."""
     given = {"base_only": args.base_only or None, "time_factor": args.time_factor, "min_time_s": args.min_time,
-             "task_list": args.task_list, "release": args.release, "start_date": args.start_date,
+             "task_list": args.task_list, "time_s": args.test_time, "release": args.release, "start_date": args.start_date,
              "end_date": args.end_date}
     accepted = {"humaneval+": {"base_only", "time_factor", "min_time_s"}, "mbpp+": {"base_only", "time_factor",
                                                                                      "min_time_s"},
-                "bigcodebench": {"task_list"}, "bigcodebench-hard": {"task_list"},
+                "bigcodebench": {"task_list", "time_s"}, "bigcodebench-hard": {"task_list", "time_s"},
                 "livecodebench": {"release", "start_date", "end_date"}}.get(name, set())
     wrong = [key for key, value in given.items() if value is not None and key not in accepted]
     if wrong:
-        flags = ", ".join("--" + key.replace("_s", "").replace("_", "-") for key in wrong)
+        names = {"min_time_s": "min-time", "time_s": "test-time"}
+        flags = ", ".join("--" + names.get(key, key.replace("_", "-")) for key in wrong)
         raise ConfigError(f"{flags} do not apply to {name}")
     return {key: value for key, value in given.items() if value is not None}
 
