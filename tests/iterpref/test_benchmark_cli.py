@@ -155,3 +155,26 @@ def test_calibrate_sets_limits_from_the_reference(tmp_path, capsys):
     assert calibrated["ok"].limits["time_s"] == 1.5  # a trivial reference: the floor
     assert calibrated["wrong"].limits == {"time_s": 7} and calibrated["none"].limits is None
     assert "kept the limits of wrong: its reference solution does not pass" in capsys.readouterr().out
+
+
+def test_eval_on_a_benchmark_uses_its_prompt_and_reports_both_evalplus_figures(tmp_path, capsys):
+    source = FIXTURES / "evalplus" / "HumanEvalPlus-fixture.jsonl"
+    problems = {p["task_id"]: p for p in map(json.loads, source.open())}
+    replies = {"HumanEval/0": "```python\n" + problems["HumanEval/0"]["prompt"] + problems["HumanEval/0"]["canonical_solution"] + "```",
+               "HumanEval/2": "```python\ndef truncate_number(number):\n    return round(number - int(number), 2)\n```"}
+    script = tmp_path / "script.jsonl"
+    script.write_text("".join(json.dumps({"task_id": k, "responses": [v]}) + "\n" for k, v in replies.items()))
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"task_id": "mine", "prompt": problems["HumanEval/2"]["prompt"],
+                                 "tests": [{"kind": "assert", "code": "pass"}]}) + "\n")
+    out = tmp_path / "eval"
+    assert main(["eval", "--tasks", "humaneval+", "--source", str(source), "--task-ids", "HumanEval/0,HumanEval/2",
+                 "--sampler", "scripted", "--script", str(script), "--train-tasks", str(train), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "1 of the 2 evaluated problems also appear among the training tasks" in captured.err
+    summary = read_json(out / "summary.json")
+    assert summary["pass_at_k"]["1"] == 0.5 and summary["base_pass_at_k"]["1"] == 0.5
+    assert summary["provenance"]["benchmark"] == "humaneval+" and summary["provenance"]["model"].startswith("scripted")
+    assert summary["settings"]["prompt"] == "harness"
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert lines[1]["samples"][0]["base_passed"] is False and "case" in lines[1]["samples"][0]["message"]
