@@ -115,6 +115,11 @@ def _run(args: argparse.Namespace) -> int:
                 "seed": args.seed, "samples": args.samples, "prompt": args.prompt}
     settings = {"tasks": args.tasks, "split": args.split, **sampling, "executor": args.executor}
     grader = {"split": args.split, **(loader_options(args.tasks, args) if named else {})}
+    if args.tasks in ("bigcodebench", "bigcodebench-hard"):
+        from iterpref.tasks.bigcodebench import network_tasks
+
+        # reported apart: they pass in the sandbox (no network) only when their tests mock the network
+        grader["network_tasks"] = sorted(network_tasks(args.source) & {t.task_id for t in tasks})
     try:
         summary, _ = evaluate(tasks, sampler, executor, samples=args.samples, ks=ks, output_dir=args.output,
                               wave_tasks=args.wave_tasks, settings=settings, prompt_for=prompt_for, program=program,

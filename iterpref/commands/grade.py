@@ -54,6 +54,14 @@ def _run(args: argparse.Namespace) -> int:
         for sample in graded:
             handle.write(to_json_line(asdict(sample)))
     summary = summarize_graded(graded)
+    if args.tasks in ("bigcodebench", "bigcodebench-hard"):
+        # tasks that reach the network cannot pass in the sandbox unless their tests mock it: reported apart
+        from iterpref.tasks.bigcodebench import network_tasks
+
+        network = network_tasks(args.source) & {g.task_id for g in graded}
+        summary["network_tasks"] = sorted(network)
+        offline = [g for g in graded if g.task_id not in network]
+        summary["pass_at_k_without_network"] = summarize_graded(offline)["pass_at_k"] if offline else None
     summary["provenance"] = provenance(args.tasks, args.source, executor=args.executor,
                                        grader={"split": args.split, **loader_options(args.tasks, args)} if named else {})
     summary_path = output.with_suffix(".summary.json")

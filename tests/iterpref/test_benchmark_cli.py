@@ -178,3 +178,16 @@ def test_eval_on_a_benchmark_uses_its_prompt_and_reports_both_evalplus_figures(t
     assert summary["settings"]["prompt"] == "harness"
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert lines[1]["samples"][0]["base_passed"] is False and "case" in lines[1]["samples"][0]["message"]
+
+
+def test_grade_reports_network_tasks_apart(tmp_path):
+    data = FIXTURES / "bigcodebench" / "BigCodeBench-fixture.jsonl"
+    problems = {p["task_id"]: p for p in map(json.loads, data.open())}
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": t, "solution": problems[t]["complete_prompt"] + body}) + "\n"
+                               for t, body in (("BigCodeBench/18", "    return '0.0.0.0'\n"),
+                                               ("BigCodeBench/3", problems["BigCodeBench/3"]["canonical_solution"]))))
+    assert main(["grade", str(samples), "--tasks", "bigcodebench", "--source", str(data)]) == 0
+    summary = read_json(tmp_path / "s_graded.summary.json")
+    assert summary["network_tasks"] == ["BigCodeBench/18"]
+    assert summary["pass_at_k"]["1"] == 0.5 and summary["pass_at_k_without_network"]["1"] == 1.0
