@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--executor", default="local", help="`local` or the URL of `sandbox serve` (default local)")
     parser.add_argument("--workers", type=int, default=None, help="local executor: parallel programs")
     parser.add_argument("--wave-tasks", type=int, default=32, help="tasks sampled and judged together (default 32)")
-    parser.add_argument("--prompt", default="harness", choices=["harness", "refine"],
-                        help="a named benchmark's own harness prompt (default) or refine's first prompt")
+    parser.add_argument("--prompt", default=None, choices=["harness", "refine"],
+                        help="the benchmark harness's own prompt (the default for humaneval+, mbpp+, bigcodebench*, "
+                             "livecodebench) or refine's first prompt (the default for humaneval and task files)")
     parser.add_argument("--train-tasks", default=None,
                         help="the training tasks JSONL: warn when evaluated problems appear among them")
     parser.add_argument("--combine", nargs="+", default=None, metavar="DIR",
@@ -107,7 +108,11 @@ def _run(args: argparse.Namespace) -> int:
         if warning:
             print(warning, file=sys.stderr)
     named = args.tasks in NAMES
-    prompt_for = harness_prompt(args.tasks, args.split) if named and args.prompt == "harness" else None
+    if args.prompt is None:
+        args.prompt = "harness" if named and args.tasks != "humaneval" else "refine"
+    if args.prompt == "harness" and not named:
+        raise ConfigError("--prompt harness needs a named benchmark; a task file has refine's prompt")
+    prompt_for = harness_prompt(args.tasks, args.split) if args.prompt == "harness" else None
     program = program_builder(args.tasks, args.source) if named else None
     executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)
