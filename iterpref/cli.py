@@ -13,7 +13,7 @@ import sys
 
 from iterpref.errors import IterprefError
 
-COMMANDS = ["tasks", "refine", "pairs", "stats", "train", "eval", "demo"]
+COMMANDS = ["tasks", "refine", "pairs", "stats", "train", "eval", "grade", "import_pairs", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,9 @@ A request carries one candidate program and either a list of ``tests`` or a ``te
     {"code": "def add(a, b):\n    return a + b\n",
      "tests": [{"kind": "call", "entry_point": "add", "args": [1, 2], "expected": 3},
                {"kind": "assert", "code": "assert add(2, 2) == 4"},
-               {"kind": "stdio", "stdin": "", "expected_stdout": ""}],
+               {"kind": "stdio", "stdin": "", "expected_stdout": ""},
+               {"kind": "cases", "entry_point": "add", "cases": [{"args": "(1, 2)", "expected": "3"},
+                                                                  {"args": "((1,), (2,))", "expected": "(1, 2)"}]}],
      "limits": {"time_s": 2, "memory_mb": 256, "output_bytes": 65536},
      "fail_fast": false}
 
@@ -19,6 +21,7 @@ version of this result format it is in (``format_version``, see ``RESULT_FORMAT_
 
 from __future__ import annotations
 
+import ast
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -30,6 +33,7 @@ MAX_MEMORY_MB = 4096
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 MAX_CODE_BYTES = 1024 * 1024
 MAX_TESTS = 1000
+MAX_CASES = 100_000  # inputs of one `cases` test; they are not tests, so MAX_TESTS does not count them
 
 # The HTTP contract's names: the variable holding the service's bearer token, and the header a 429 answer
 # carries (and a retry shows) to keep a request's place in the queue's line.
@@ -39,7 +43,7 @@ TICKET_HEADER = "X-Queue-Ticket"
 # The version of RunResult's format. Raise it when a change to the result could mislead a reader that knows only
 # the older format (a new field, a changed meaning); clients refuse results newer than they know. Results
 # without the field (from before it existed) are version 1.
-RESULT_FORMAT_VERSION = 1
+RESULT_FORMAT_VERSION = 2  # 2: TestResult.case (which input of a `cases` test failed)
 
 # The runner (sandbox/runner.py, stdlib-only, shipped alone) owns the defaults below and the test-id rule; this
 # module restates them for callers that cannot import the runner, and tests/sandbox/test_contract.py checks that
@@ -111,9 +115,98 @@ class StdioTest(_Strict):
     normalize_whitespace: bool = Field(
         True, description="Ignore trailing whitespace on each line and trailing blank lines."
     )
+    compare: Literal["lines", "tokens"] = Field(
+        "lines", description="`lines`: line by line (see normalize_whitespace). `tokens`: LiveCodeBench's rule: "
+        "the output stripped, then each line stripped; same number of lines; each line equal, or its "
+        "whitespace-separated tokens equal as decimal numbers (`1.0` equals `1.00`).")
 
 
-Test = Annotated[Union[AssertTest, CallTest, StdioTest], Field(discriminator="kind")]
+# NaN and the infinities have no literal syntax; ``repr`` writes them as these names, so a literal may use them.
+_LITERAL_NAMES = {"nan": float("nan"), "inf": float("inf")}
+
+
+def read_literal(text: str) -> Any:
+    """A Python literal read with ``ast.literal_eval`` (never ``eval``), also accepting ``nan`` and ``inf``.
+
+    ``repr`` of plain data (numbers of any size, str, bytes, tuples, lists, dicts, sets, bool, None, complex,
+    NaN, infinities) reads back to an equal value of the same type, which JSON cannot do. Raises ValueError.
+    The runner restates this function (it is stdlib-only); tests/sandbox/test_cases_kind.py checks they agree.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a Python literal: {exc}") from None
+    for node in ast.walk(tree):
+        for name, child in ast.iter_fields(node):
+            if isinstance(child, ast.Name) and child.id in _LITERAL_NAMES:
+                setattr(node, name, ast.Constant(_LITERAL_NAMES[child.id]))
+            elif isinstance(child, list):
+                child[:] = [ast.Constant(_LITERAL_NAMES[c.id]) if isinstance(c, ast.Name) and c.id in _LITERAL_NAMES
+                            else c for c in child]
+    try:
+        return ast.literal_eval(tree)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a Python literal: {exc}") from None
+
+
+class Case(_Strict):
+    """One input of a ``cases`` test: positional arguments and the expected return value, as Python literals."""
+
+    args: str = Field(..., max_length=MAX_CODE_BYTES,
+                      description="A Python literal of a list or tuple of positional arguments, e.g. `([1, 2], 3)`.")
+    expected: str = Field("None", max_length=MAX_CODE_BYTES,
+                          description="A Python literal of the expected return value, e.g. `(1, {2, 3}, nan)`.")
+    alternatives: list[str] = Field(default_factory=list, max_length=16,
+                                    description="More accepted return values (literals), compared the same way.")
+    time_s: Optional[float] = Field(None, gt=0, le=MAX_TIME_S,
+                                    description="This input's own time limit, within the test's `limits.time_s`.")
+    tolerance: Optional[float] = Field(None, ge=0, description="Absolute tolerance for numbers (see CasesTest).")
+
+    @model_validator(mode="after")
+    def _literals_read(self) -> "Case":
+        args = read_literal(self.args)
+        if not isinstance(args, (list, tuple)):
+            raise ValueError("`args` must be a literal list or tuple of positional arguments")
+        for text in [self.expected, *self.alternatives]:
+            read_literal(text)
+        return self
+
+
+class CasesTest(_Strict):
+    """Call ``entry_point`` on many inputs in one process, in order, stopping at the first that does not pass.
+
+    Each case's arguments go to the executing side; its expected value never does: return values travel back
+    (as ``marshal`` data, lossless for plain types) and are compared in the runner's judge, as for ``call``.
+    A case passes when its value equals ``expected`` (or one of its ``alternatives``) under ``compare``:
+
+    - ``equal``: ``got == expected`` (Python equality: tuples differ from lists, ``1 == 1.0``);
+    - ``set``: ``set(got) == set(expected)`` (order and repeats ignored);
+    - ``tuple_is_list``: like ``equal``, but a tuple result compares as a list (for expected values from JSON);
+    - ``not_none``: ``expected`` is a bool; a bool result must equal it, any other result must be non-None
+      exactly when ``expected`` is True;
+    - ``returns``: any return value passes (only exceptions and time limits fail);
+    - ``polynomial_root``: ``args[0]`` holds coefficients ``c0..cn``; passes when ``|sum(ci * got**i)|`` is at
+      most the case's ``tolerance`` (0 when unset).
+
+    Otherwise, with the case's ``tolerance`` set, numbers and same-length lists/tuples of numbers of the same
+    type as ``expected`` pass when ``|got - expected| <= tolerance + rel_tolerance * |expected|`` elementwise
+    (numpy's ``allclose``). A case's ``time_s`` is enforced inside the process (an interval timer); the test as
+    a whole runs under ``limits.time_s`` (wall clock and CPU), enforced from outside like every test.
+    The result names the failing case in ``TestResult.case``.
+    """
+
+    kind: Literal["cases"] = "cases"
+    id: Optional[str] = Field(None, max_length=200)
+    entry_point: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    cases: list[Case] = Field(..., min_length=1, max_length=MAX_CASES)
+    compare: Literal["equal", "set", "tuple_is_list", "not_none", "returns", "polynomial_root"] = "equal"
+    on_instance: bool = Field(False, description="`entry_point` is `Class.method`: call the method of one "
+                            "`Class()` made before the first case (LeetCode's `Solution`), or a module-level "
+                            "function named `method` when the program defines no `Class`.")
+    rel_tolerance: float = Field(0.0, ge=0, description="Relative tolerance added to a case's `tolerance`.")
+
+
+Test = Annotated[Union[AssertTest, CallTest, StdioTest, CasesTest], Field(discriminator="kind")]
 
 
 class RunRequest(_Strict):
@@ -186,6 +279,7 @@ class TestResult(_Strict):
     message: Optional[str] = None
     traceback: Optional[str] = Field(None, description="Traceback with the harness's frames removed.")
     line: Optional[int] = Field(None, description="1-based line in the candidate's code where it failed.")
+    case: Optional[int] = Field(None, description="For a `cases` test: the 0-based index of the failing case.")
     stdout: str = ""
     stderr: str = ""
     truncated: bool = Field(False, description="stdout/stderr were cut at limits.output_bytes.")

@@ -575,6 +575,8 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
                     except _BaseException:
                         pass
                 _exit(0)
+            elif test["kind"] == "cases":
+                _run_cases(test, module, token, result_fd, primitives)
             elif test["kind"] == "call":
                 target = module
                 for part in test["entry_point"].split("."):
@@ -1558,7 +1560,8 @@ class _Supervisor:
         report += _drain_fd(res_r, DRAIN_SECONDS, MAX_REPORT_BYTES - len(report))
         for fd in (out_r, err_r, res_r) + ((in_w,) if in_w is not None else ()):
             os.close(fd)
-        outcome["report"] = _parse_report(bytes(report), token)
+        cases = self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "cases"
+        outcome["report"] = (_parse_cases_report if cases else _parse_report)(bytes(report), token)
         outcome["stdout"], outcome["stderr"], outcome["truncated"] = capture.text()
         outcome["duration_ms"] = round(duration, 3)
         return outcome
@@ -1826,6 +1829,27 @@ def _stdout_diff(got: str, want: str, normalize: bool) -> str | None:
     return f"stdout has {len(got_lines)} lines, expected {len(want_lines)}"
 
 
+def _stdout_tokens_diff(got: str, want: str) -> str | None:
+    """LiveCodeBench's comparison: both stripped, then line by line stripped; a line passes when equal or when
+    its whitespace-separated tokens are equal decimal numbers."""
+    from decimal import Decimal, InvalidOperation
+
+    got_lines = [line.strip() for line in got.strip().split("\n")]
+    want_lines = [line.strip() for line in want.strip().split("\n")]
+    if len(got_lines) != len(want_lines):
+        return f"stdout has {len(got_lines)} lines, expected {len(want_lines)}"
+    for number, (g, w) in enumerate(zip(got_lines, want_lines), start=1):
+        if g == w:
+            continue
+        try:
+            if [Decimal(t) for t in g.split()] == [Decimal(t) for t in w.split()]:
+                continue
+        except (InvalidOperation, ValueError):
+            pass
+        return f"stdout line {number}: expected {_clip(repr(w), 200)}, got {_clip(repr(g), 200)}"
+    return None
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -1835,6 +1859,8 @@ def _signal_name(number: int) -> str:
 
 def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
     """One TestResult dict from a supervisor's raw outcome; ``test`` is the full spec (None for test_file)."""
+    if test is not None and test["kind"] == "cases":
+        return _judge_cases(test, outcome, limits)
     result = {"verdict": "error", "error_type": None, "message": None, "traceback": None, "line": None,
               "stdout": outcome.get("stdout", ""), "stderr": outcome.get("stderr", ""),
               "truncated": outcome.get("truncated", False), "duration_ms": outcome.get("duration_ms", 0.0),
@@ -1887,7 +1913,10 @@ def _judge(test: dict | None, outcome: dict, limits: dict) -> dict:
         return {**result, "verdict": "fail",
                 "message": f"expected {_clip(repr(test.get('expected')), 300)}, got {_clip(repr(got), 300)}"}
     if test is not None and test["kind"] == "stdio":
-        diff = _stdout_diff(result["stdout"], test["expected_stdout"], test.get("normalize_whitespace", True))
+        if test.get("compare") == "tokens":
+            diff = _stdout_tokens_diff(result["stdout"], test["expected_stdout"])
+        else:
+            diff = _stdout_diff(result["stdout"], test["expected_stdout"], test.get("normalize_whitespace", True))
         if diff:
             return {**result, "verdict": "fail", "message": diff}
     return {**result, "verdict": "pass"}
@@ -1929,6 +1958,259 @@ def _infra(message: str, retryable: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The `cases` test kind: many inputs of one function in one test child, in order, each under its own interval
+# timer, stopping at the first exception or timeout. Only the arguments reach the child; each return value
+# goes back as its own frame on the result channel (so a test killed halfway still says which input it was
+# on) and is compared with its expected value here, in the judge, as `call` tests are.
+
+_LITERAL_NAMES = {"nan": float("nan"), "inf": float("inf")}  # repr's spellings with no literal syntax
+
+
+def _read_literal(text: str):
+    """A Python literal via ``ast.literal_eval`` plus ``nan``/``inf`` (restates sandbox.models.read_literal)."""
+    import ast
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a Python literal: {exc}") from None
+    for node in ast.walk(tree):
+        for name, child in ast.iter_fields(node):
+            if isinstance(child, ast.Name) and child.id in _LITERAL_NAMES:
+                setattr(node, name, ast.Constant(_LITERAL_NAMES[child.id]))
+            elif isinstance(child, list):
+                child[:] = [ast.Constant(_LITERAL_NAMES[c.id]) if isinstance(c, ast.Name) and c.id in _LITERAL_NAMES
+                            else c for c in child]
+    try:
+        return ast.literal_eval(tree)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a Python literal: {exc}") from None
+
+
+class _CaseTimeout(BaseException):
+    """Raised by the interval timer inside a case that ran past its own ``time_s``."""
+
+
+def _on_case_alarm(_signum, _frame) -> None:
+    raise _CaseTimeout()
+
+
+_setitimer, _monotonic = signal.setitimer, time.monotonic  # taken before any candidate code can replace them
+
+
+def _prepare_cases(test: dict) -> dict:
+    """The executing side's view of a `cases` test: the entry point, each case's arguments and time limit."""
+    args, limits = [], []
+    for number, case in enumerate(test["cases"]):
+        value = _read_literal(str(case["args"]))
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"cases[{number}].args is not a list or tuple of arguments")
+        args.append(tuple(value))
+        limits.append(float(case["time_s"]) if case.get("time_s") else 0.0)
+    if not args:
+        raise ValueError("a `cases` test needs at least one case")
+    # Under `returns` and `not_none` a value that is not plain data can pass, so the child goes on after one.
+    go_on = test.get("compare") in ("returns", "not_none")
+    return {"kind": "cases", "entry_point": str(test["entry_point"]), "args": args, "time_s": limits,
+            "opaque_goes_on": go_on, "on_instance": bool(test.get("on_instance"))}
+
+
+def _run_cases(test: dict, module, token: bytes, result_fd: int, primitives) -> None:
+    """In the test child: call the entry point on each case, one result frame per case, until one raises or
+    runs out of time. Frames are written with the primitives captured before the candidate loaded."""
+    (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd) = primitives
+    target = module
+    parts = test["entry_point"].split(".")
+    if test["on_instance"] and len(parts) == 2:
+        owner = vars(module).get(parts[0])
+        target = _getattr(owner(), parts[1]) if _isinstance(owner, type) else _getattr(module, parts[1])
+    else:
+        for part in parts:
+            target = _getattr(target, part)
+
+    def emit(*payload) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except _BaseException:
+                pass
+        body = _dumps((token,) + payload)
+        view = memoryview(_len(body).to_bytes(4, "big") + body)
+        while view:
+            view = view[_write(result_fd, view) :]
+
+    signal.signal(signal.SIGALRM, _on_case_alarm)
+    for index, args in enumerate(test["args"]):
+        limit = test["time_s"][index]
+        start = _monotonic()
+        try:
+            if limit:
+                _setitimer(signal.ITIMER_REAL, limit)
+            value = target(*args)
+            if limit:
+                _setitimer(signal.ITIMER_REAL, 0)
+        except _CaseTimeout:
+            emit("case", index, "timeout", _monotonic() - start)
+            return
+        except _BaseException as exc:  # noqa: BLE001 - the case's failure, SystemExit included
+            _setitimer(signal.ITIMER_REAL, 0)
+            elapsed = _monotonic() - start
+            try:
+                info = _describe_(exc, (CANDIDATE,), (CANDIDATE,))
+            except _BaseException:
+                info = ("error", "Exception", "", "", None)
+            emit("case", index, "exc", elapsed, *info)
+            return
+        elapsed = _monotonic() - start
+        try:
+            encoded = _dumps(value)
+        except _BaseException:  # not plain data: it cannot equal a literal
+            try:
+                shown = _clip(repr(value), 300)
+            except _BaseException:
+                shown = "<unprintable>"
+            emit("case", index, "opaque", elapsed, type(value).__name__, shown)
+            if not test["opaque_goes_on"]:
+                return
+            continue
+        emit("case", index, "ok", elapsed, encoded)
+
+
+def _parse_cases_report(data: bytes, token: bytes):
+    """("cases", [per-case frames], final report or None) from a `cases` child's frames, or a reason why not."""
+    frames: list[tuple] = []
+    final, offset = None, 0
+    try:
+        while offset < len(data):
+            size = int.from_bytes(data[offset : offset + 4], "big")
+            if offset + 4 + size > len(data) or final is not None:
+                return ("corrupt", "the result channel held extra or partial data")
+            body = marshal.loads(data[offset + 4 : offset + 4 + size])
+            offset += 4 + size
+            if not isinstance(body, tuple) or len(body) < 2 or body[0] != token:
+                return ("corrupt", "the result channel held a report the harness did not write")
+            if body[1] == "case":
+                if len(body) < 5 or body[2] != len(frames):
+                    return ("corrupt", "the result channel held cases out of order")
+                frames.append(body[3:])
+            else:
+                final = body[1:]
+    except Exception:  # noqa: BLE001 - anything unreadable is a forged or broken report
+        return ("corrupt", "the result channel held unreadable data")
+    return ("cases", frames, final)
+
+
+def _close_enough(got, want, tolerance: float, relative: float) -> bool:
+    """numpy.allclose's rule, |got - want| <= tolerance + relative * |want|, elementwise over lists/tuples."""
+    if isinstance(want, (list, tuple)):
+        return (isinstance(got, (list, tuple)) and len(got) == len(want)
+                and all(_close_enough(g, w, tolerance, relative) for g, w in zip(got, want)))
+    numbers = (int, float, complex)
+    if not isinstance(got, numbers) or not isinstance(want, numbers):
+        return False
+    if got == want:
+        return True
+    difference = abs(got - want)
+    return difference == difference and difference <= tolerance + relative * abs(want)  # NaN is never close
+
+
+def _case_passes(test: dict, case: dict, got) -> bool:
+    """Whether one case's return value passes under the test's ``compare`` rule (see sandbox.models.CasesTest)."""
+    compare, tolerance = test.get("compare") or "equal", case.get("tolerance")
+    if compare == "returns":
+        return True
+    if compare == "polynomial_root":
+        try:
+            coefficients = _read_literal(str(case["args"]))[0]
+            value = sum(c * math.pow(got, power) for power, c in enumerate(coefficients))
+            return abs(value) <= (tolerance or 0.0)
+        except Exception:  # noqa: BLE001 - a value that cannot be a root fails
+            return False
+    for text in [case.get("expected", "None"), *(case.get("alternatives") or [])]:
+        if _matches(compare, got, _read_literal(str(text)), tolerance, float(test.get("rel_tolerance") or 0.0)):
+            return True
+    return False
+
+
+def _matches(compare: str, got, want, tolerance, relative: float) -> bool:
+    try:
+        if compare == "set":
+            exact = set(got) == set(want)
+        elif compare == "tuple_is_list":
+            exact = bool((list(got) if isinstance(got, tuple) else got) == want)
+        elif compare == "not_none":
+            exact = got == want if isinstance(got, bool) else want == (got is not None)
+        else:
+            exact = bool(got == want)
+    except Exception:  # noqa: BLE001 - unhashable or incomparable values are not equal
+        exact = False
+    if exact or not tolerance:
+        return exact
+    if type(got) is not type(want):
+        return False
+    return _close_enough(got, want, float(tolerance), relative)
+
+
+def _opaque_passes(test: dict, case: dict) -> bool:
+    """A value that is not plain data (a regex match, an object) is still a value: ``returns`` takes it, and
+    ``not_none`` takes it where a non-None value is expected."""
+    compare = test.get("compare") or "equal"
+    if compare == "returns":
+        return True
+    if compare != "not_none":
+        return False
+    wanted = [_read_literal(str(t)) for t in [case.get("expected", "None"), *(case.get("alternatives") or [])]]
+    return any(w is True for w in wanted)
+
+
+def _judge_cases(test: dict, outcome: dict, limits: dict) -> dict:
+    """A `cases` test's verdict: the first case that did not pass, in order, or pass when every case did."""
+    report: tuple[Any, ...] = outcome["report"] or ("missing",)
+    frames, final = (report[1], report[2]) if report[0] == "cases" else ([], report)
+    cases = test["cases"]
+    base = {"stdout": outcome.get("stdout", ""), "stderr": outcome.get("stderr", ""),
+            "truncated": outcome.get("truncated", False), "duration_ms": outcome.get("duration_ms", 0.0),
+            "peak_memory_kb": outcome.get("maxrss"), "error_type": None, "traceback": None, "line": None}
+
+    def called(index: int) -> str:
+        return f"case {index} of {len(cases)}: {test['entry_point']}{_clip(str(cases[index]['args']), 300)}"
+
+    for index, frame in enumerate(frames[: len(cases)]):
+        status, elapsed = frame[0], frame[1]
+        limit = cases[index].get("time_s")
+        if status == "timeout" or (limit and isinstance(elapsed, float) and elapsed > limit):
+            return {**base, "verdict": "timeout", "case": index,
+                    "message": f"{called(index)} exceeded its time limit of {limit} s"}
+        if status == "exc" and len(frame) == 7:
+            category, error_type, message, text, line = frame[2:]
+            verdict = {"fail": "fail", "memory": "memory"}.get(category, "error")
+            return {**base, "verdict": verdict, "case": index, "error_type": error_type, "traceback": text,
+                    "line": line, "message": f"{called(index)} raised {error_type}: {message}"}
+        if status == "opaque" and len(frame) == 4 and not _opaque_passes(test, cases[index]):
+            return {**base, "verdict": "fail", "case": index,
+                    "message": f"{called(index)} returned a {frame[2]} ({frame[3]}), which cannot equal a literal"}
+        if status == "opaque":
+            continue
+        if status != "ok" or len(frame) != 3:
+            return {**base, "verdict": "error", "case": index, "message": "the result channel held a malformed case"}
+        got = marshal.loads(frame[2])
+        if not _case_passes(test, cases[index], got):
+            expected = "a root" if test.get("compare") == "polynomial_root" else _clip(
+                str(cases[index].get("expected", "None")), 300)
+            return {**base, "verdict": "fail", "case": index,
+                    "message": f"{called(index)} returned {_clip(repr(got), 300)}, expected {expected}"}
+    # Every reported case passed: the test's own end (a kill, a crash, a clean exit) decides the rest.
+    ended = _judge(None, {**outcome, "report": final}, limits)
+    if ended["verdict"] == "pass" and len(frames) < len(cases):
+        ended = {**ended, "verdict": "error", "message": f"the test ended after {len(frames)} of {len(cases)} cases"}
+    if ended["verdict"] != "pass":
+        running = min(len(frames), len(cases) - 1)
+        ended = {**ended, "case": running, "message": f"{called(running)}: {ended['message']}"}
+    return ended
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The judge process: dispatches programs to the zygote, at most ``workers`` at a time.
 
 
@@ -1955,6 +2237,8 @@ def _prepare_job(run: dict) -> dict:
                              "args": list(test.get("args") or []), "kwargs": dict(test.get("kwargs") or {})})
             elif kind == "stdio":
                 safe.append({"kind": kind, "stdin": str(test.get("stdin") or "")})
+            elif kind == "cases":
+                safe.append(_prepare_cases(test))
             else:
                 raise ValueError(f"unknown test kind {kind!r}")
         job["tests"] = safe
