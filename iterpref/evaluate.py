@@ -400,6 +400,25 @@ def overlapping_tasks(training: Sequence[Task], evaluated: Sequence[Task]) -> li
     return [(seen[key], t.task_id) for t in evaluated if (key := prompt_fingerprint(t.prompt)) in seen]
 
 
+def pairs_containing(prompts: Sequence[tuple[str, str]], evaluated: Sequence[Task]) -> list[tuple[str, str]]:
+    """(pair task id, evaluated task id) where a training prompt contains an evaluated problem's statement,
+    both normalised as in :func:`prompt_fingerprint`. A pair's prompt wraps the problem in instructions, so the
+    test is containment, not equality. ``prompts`` holds (task id, prompt text) per pair."""
+    import re
+
+    def normal(text: str) -> str:
+        return re.sub(r"[\W_]+", "", text.lower())
+
+    statements = [(t.task_id, normal(t.prompt)) for t in evaluated]
+    found: dict[str, str] = {}
+    for pair_task, prompt in prompts:
+        text = normal(prompt)
+        for task_id, statement in statements:
+            if statement and task_id not in found and statement in text:
+                found[task_id] = pair_task
+    return [(found[t.task_id], t.task_id) for t in evaluated if t.task_id in found]
+
+
 def contamination_warning(training: Sequence[Task], evaluated: Sequence[Task]) -> Optional[str]:
     overlap = overlapping_tasks(training, evaluated)
     if not overlap:

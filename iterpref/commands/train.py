@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import MISSING, fields
 
 from iterpref.errors import IterprefError
@@ -42,6 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def _contamination(config: TrainConfig) -> str | None:
+    """A warning when the problems of --eval-tasks appear in the training pairs' prompts."""
+    from iterpref.evaluate import pairs_containing
+    from iterpref.records import Pair, load_records
+    from iterpref.tasks import load_tasks
+
+    evaluated = load_tasks(config.eval_tasks)
+    overlap = pairs_containing([(p.task_id, p.prompt) for p in load_records(config.pairs, Pair)], evaluated)
+    if not overlap:
+        return None
+    shown = ", ".join(f"{a} ~ {b}" for a, b in overlap[:5])
+    return (f"warning: {len(overlap)} of the {len(evaluated)} problems in {config.eval_tasks} appear in the training "
+            f"prompts of {config.pairs} (normalised text): {shown}{' ...' if len(overlap) > 5 else ''}; "
+            "an evaluation on them is contaminated")
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         from iterpref.train import train
@@ -49,6 +66,10 @@ def _run(args: argparse.Namespace) -> int:
         raise IterprefError(f"`iterpref train` needs the train extra: pip install 'iterpref[train]' ({exc})") from None
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if config.eval_tasks and os.environ.get("RANK", "0") == "0":
+        warning = _contamination(config)
+        if warning:
+            print(f"iterpref train: {warning}", file=sys.stderr)
     result = train(config)
     if os.environ.get("RANK", "0") != "0":
         return 0  # one summary line per run, not per process

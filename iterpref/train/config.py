@@ -53,6 +53,7 @@ class TrainConfig:
     ref_cache_dir: Optional[str] = _f(None, "where reference log-probs are cached (default: <output_dir>/ref_cache)")
     ref_batch_size: int = _f(4, "pairs per batch while computing reference log-probs")
     heldout_pairs: str = _f("", "pairs JSONL of tasks never trained on: mechanism metrics (heldout/*) on them")
+    eval_tasks: str = _f("", "tasks JSONL you will evaluate on: warn when a training prompt contains one of them")
     heldout_steps: int = _f(10, "measure the held-out pairs every N optimiser steps (and at the end)")
     save_model: bool = _f(True, "write the final model and tokenizer to <output_dir>/final")
     progress: bool = _f(True, "show progress bars")
