@@ -2019,7 +2019,7 @@ def _run_cases(test: dict, module, token: bytes, result_fd: int, primitives) -> 
     """In the test child: call the entry point on each case, one result frame per case, until one raises or
     runs out of time. Frames are written with the primitives captured before the candidate loaded."""
     (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-     _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd) = primitives
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd, _io) = primitives
     target = module
     parts = test["entry_point"].split(".")
     if test["on_instance"] and len(parts) == 2:
