@@ -419,11 +419,14 @@ def pairs_containing(prompts: Sequence[tuple[str, str]], evaluated: Sequence[Tas
     return [(found[t.task_id], t.task_id) for t in evaluated if t.task_id in found]
 
 
-def contamination_warning(training: Sequence[Task], evaluated: Sequence[Task]) -> Optional[str]:
-    overlap = overlapping_tasks(training, evaluated)
+def overlap_warning(overlap: Sequence[tuple[str, str]], what: str, link: str) -> Optional[str]:
+    """The one wording of a contamination warning: ``what`` says which problems, ``link`` joins the id pairs."""
     if not overlap:
         return None
-    shown = ", ".join(f"{a} = {b}" for a, b in overlap[:5])
-    return (f"warning: {len(overlap)} of the {len(evaluated)} evaluated problems also appear among the training "
-            f"tasks (same normalised prompt): {shown}{' ...' if len(overlap) > 5 else ''}; their scores are "
-            "contaminated")
+    shown = ", ".join(f"{a} {link} {b}" for a, b in overlap[:5])
+    return f"warning: {len(overlap)} of {what}: {shown}{' ...' if len(overlap) > 5 else ''}; their scores are contaminated"
+
+
+def contamination_warning(training: Sequence[Task], evaluated: Sequence[Task]) -> Optional[str]:
+    return overlap_warning(overlapping_tasks(training, evaluated), f"the {len(evaluated)} evaluated problems also "
+                           "appear among the training tasks (same normalised prompt)", "=")

@@ -45,6 +45,7 @@ trainer scores, exactly as they appear here.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,8 +116,9 @@ def read_jsonl(path: str | Path, *, complete_lines_only: bool = False) -> Iterat
 
     With ``complete_lines_only`` a last line without its newline is left out: a writer may still be appending it
     (or a kill tore it), so it is not a record yet."""
+    opener: Any = gzip.open if str(path).endswith(".gz") else open  # data sets ship gzipped too
     try:
-        with open(path, encoding="utf-8") as handle:
+        with opener(path, "rt", encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if complete_lines_only and not line.endswith("\n"):
                     return
@@ -134,6 +136,8 @@ def read_jsonl(path: str | Path, *, complete_lines_only: bool = False) -> Iterat
         raise DataError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:  # a broken or truncated .gz, a folder, no permission
+        raise DataError(f"{path}: cannot read it ({exc})") from None
 
 
 def from_dict(cls: type[R], raw: dict[str, Any], where: str) -> R:

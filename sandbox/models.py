@@ -21,11 +21,12 @@ version of this result format it is in (``format_version``, see ``RESULT_FORMAT_
 
 from __future__ import annotations
 
-import ast
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sandbox import runner as _runner
 
 # Server-side maxima. A request over them is rejected with a message naming the field; nothing is clamped.
 MAX_TIME_S = 60.0
@@ -122,32 +123,8 @@ class StdioTest(_Strict):
 
 
 # NaN and the infinities have no literal syntax; ``repr`` writes them as these names, so a literal may use them.
-_LITERAL_NAMES = {"nan": float("nan"), "inf": float("inf")}
-
-
-def read_literal(text: str) -> Any:
-    """A Python literal read with ``ast.literal_eval`` (never ``eval``), also accepting ``nan`` and ``inf``.
-
-    ``repr`` of plain data (numbers of any size, str, bytes, tuples, lists, dicts, sets, bool, None, complex,
-    NaN, infinities) reads back to an equal value of the same type, which JSON cannot do. Raises ValueError.
-    The runner restates this function (it is stdlib-only); tests/sandbox/test_cases_kind.py checks they agree.
-    """
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-        raise ValueError(f"not a Python literal: {exc}") from None
-    for node in ast.walk(tree):
-        for name, child in ast.iter_fields(node):
-            if isinstance(child, ast.Name) and child.id in _LITERAL_NAMES:
-                setattr(node, name, ast.Constant(_LITERAL_NAMES[child.id]))
-            elif isinstance(child, list):
-                child[:] = [ast.Constant(_LITERAL_NAMES[c.id]) if isinstance(c, ast.Name) and c.id in _LITERAL_NAMES
-                            else c for c in child]
-    try:
-        return ast.literal_eval(tree)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise ValueError(f"not a Python literal: {exc}") from None
-
+# The runner owns the literal reader (it is stdlib-only and shipped alone); callers outside it use the same one.
+read_literal = _runner.read_literal
 
 class Case(_Strict):
     """One input of a ``cases`` test: positional arguments and the expected return value, as Python literals."""

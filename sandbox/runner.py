@@ -1966,8 +1966,10 @@ def _infra(message: str, retryable: bool) -> dict:
 _LITERAL_NAMES = {"nan": float("nan"), "inf": float("inf")}  # repr's spellings with no literal syntax
 
 
-def _read_literal(text: str):
-    """A Python literal via ``ast.literal_eval`` plus ``nan``/``inf`` (restates sandbox.models.read_literal)."""
+def read_literal(text: str):
+    """A Python literal via ``ast.literal_eval`` plus ``nan``/``inf``: the ``repr`` of plain data (numbers of any
+    size, str, bytes, tuples, lists, dicts, sets, bool, None, complex, NaN, infinities) reads back to an equal value
+    of the same type, which JSON cannot do. Raises ValueError. sandbox.models re-exports it."""
     import ast
 
     try:
@@ -2002,7 +2004,7 @@ def _prepare_cases(test: dict) -> dict:
     """The executing side's view of a `cases` test: the entry point, each case's arguments and time limit."""
     args, limits = [], []
     for number, case in enumerate(test["cases"]):
-        value = _read_literal(str(case["args"]))
+        value = read_literal(str(case["args"]))
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"cases[{number}].args is not a list or tuple of arguments")
         args.append(tuple(value))
@@ -2122,13 +2124,13 @@ def _case_passes(test: dict, case: dict, got) -> bool:
         return True
     if compare == "polynomial_root":
         try:
-            coefficients = _read_literal(str(case["args"]))[0]
+            coefficients = read_literal(str(case["args"]))[0]
             value = sum(c * math.pow(got, power) for power, c in enumerate(coefficients))
             return abs(value) <= (tolerance or 0.0)
         except Exception:  # noqa: BLE001 - a value that cannot be a root fails
             return False
     for text in [case.get("expected", "None"), *(case.get("alternatives") or [])]:
-        if _matches(compare, got, _read_literal(str(text)), tolerance, float(test.get("rel_tolerance") or 0.0)):
+        if _matches(compare, got, read_literal(str(text)), tolerance, float(test.get("rel_tolerance") or 0.0)):
             return True
     return False
 
@@ -2160,7 +2162,7 @@ def _opaque_passes(test: dict, case: dict) -> bool:
         return True
     if compare != "not_none":
         return False
-    wanted = [_read_literal(str(t)) for t in [case.get("expected", "None"), *(case.get("alternatives") or [])]]
+    wanted = [read_literal(str(t)) for t in [case.get("expected", "None"), *(case.get("alternatives") or [])]]
     return any(w is True for w in wanted)
 
 

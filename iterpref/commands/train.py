@@ -45,18 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _contamination(config: TrainConfig) -> str | None:
     """A warning when the problems of --eval-tasks appear in the training pairs' prompts."""
-    from iterpref.evaluate import pairs_containing
+    from iterpref.evaluate import overlap_warning, pairs_containing
     from iterpref.records import Pair, load_records
     from iterpref.tasks import load_tasks
 
     evaluated = load_tasks(config.eval_tasks)
     overlap = pairs_containing([(p.task_id, p.prompt) for p in load_records(config.pairs, Pair)], evaluated)
-    if not overlap:
-        return None
-    shown = ", ".join(f"{a} ~ {b}" for a, b in overlap[:5])
-    return (f"warning: {len(overlap)} of the {len(evaluated)} problems in {config.eval_tasks} appear in the training "
-            f"prompts of {config.pairs} (normalised text): {shown}{' ...' if len(overlap) > 5 else ''}; "
-            "an evaluation on them is contaminated")
+    return overlap_warning(overlap, f"the {len(evaluated)} problems in {config.eval_tasks} appear in the training "
+                           f"prompts of {config.pairs} (normalised text)", "~")
 
 
 def _run(args: argparse.Namespace) -> int:

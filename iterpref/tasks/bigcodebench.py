@@ -23,13 +23,12 @@ evaluation can report them apart: they cannot pass in the sandbox, which has no 
 from __future__ import annotations
 
 import ast
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 from iterpref.errors import DataError
-from iterpref.records import Task
+from iterpref.records import Task, read_jsonl
 
 ENV = "BIGCODEBENCH_OVERRIDE_PATH"
 REQUIRED = ("task_id", "complete_prompt", "instruct_prompt", "canonical_solution", "code_prompt", "test",
@@ -80,18 +79,11 @@ def source_path(source: Optional[str | Path] = None) -> Path:
 
 def read_problems(path: Path) -> list[dict[str, Any]]:
     problems = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                problem = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            missing = [key for key in REQUIRED if key not in problem]
-            if missing:
-                raise DataError(f"{path}:{number}: not a BigCodeBench problem, missing {missing}")
-            problems.append(problem)
+    for number, problem in read_jsonl(path):
+        missing = [key for key in REQUIRED if key not in problem]
+        if missing:
+            raise DataError(f"{path}:{number}: not a BigCodeBench problem, missing {missing}")
+        problems.append(problem)
     if not problems:
         raise DataError(f"{path}: no problems in the file")
     return problems

@@ -22,7 +22,6 @@ Grading follows EvalPlus's ``untrusted_check``:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import marshal
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from iterpref.errors import DataError
-from iterpref.records import Task
+from iterpref.records import Task, read_jsonl
 
 MIN_TIME_S = 1.0  # EvalPlus's DEFAULT_MIN_TIME_LIMIT
 TIME_FACTOR = 4.0  # EvalPlus's DEFAULT_GT_TIME_LIMIT_FACTOR
@@ -148,26 +147,15 @@ def file_hash(path: Path) -> str:
 
 def read_problems(benchmark: str, path: Path) -> list[dict[str, Any]]:
     """The file's problems in file order, MBPP+ inputs fixed up; DataError naming the line of a bad one."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     problems: list[dict[str, Any]] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    problem = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from None
-                missing = [key for key in REQUIRED if key not in problem]
-                if missing:
-                    raise DataError(f"{path}:{number}: not an EvalPlus problem, missing {missing}")
-                if BENCHMARKS[benchmark]["dataset"] == "mbpp":
-                    problem["base_input"] = mbpp_inputs(problem["task_id"], problem["base_input"])
-                    problem["plus_input"] = mbpp_inputs(problem["task_id"], problem["plus_input"])
-                problems.append(problem)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read it ({exc})") from None
+    for number, problem in read_jsonl(path):
+        missing = [key for key in REQUIRED if key not in problem]
+        if missing:
+            raise DataError(f"{path}:{number}: not an EvalPlus problem, missing {missing}")
+        if BENCHMARKS[benchmark]["dataset"] == "mbpp":
+            problem["base_input"] = mbpp_inputs(problem["task_id"], problem["base_input"])
+            problem["plus_input"] = mbpp_inputs(problem["task_id"], problem["plus_input"])
+        problems.append(problem)
     if not problems:
         raise DataError(f"{path}: no problems in the file")
     return problems

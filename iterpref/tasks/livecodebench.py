@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from iterpref.errors import DataError
-from iterpref.records import Task
+from iterpref.records import Task, read_jsonl
 
 TIMEOUT_S = 6.0  # LiveCodeBench's default per-case timeout
 ENV = "LIVECODEBENCH_PATH"
@@ -181,19 +181,15 @@ def livecodebench_tasks(source: Optional[str | Path] = None, *, release: str = "
     start, end = _date(start_date, "--start-date"), _date(end_date, "--end-date")
     tasks: list[Task] = []
     for path in _files(source_path(source), release):
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    problem = json.loads(line)
-                    date = datetime.fromisoformat(problem["contest_date"])
-                except (json.JSONDecodeError, KeyError, ValueError) as exc:
-                    raise DataError(f"{where}: not a LiveCodeBench problem ({exc})") from None
-                if (start and date < start) or (end and date > end):
-                    continue
-                tasks.append(_task(problem, where))
+        for number, problem in read_jsonl(path):
+            where = f"{path}:{number}"
+            try:
+                date = datetime.fromisoformat(problem["contest_date"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{where}: not a LiveCodeBench problem ({exc})") from None
+            if (start and date < start) or (end and date > end):
+                continue
+            tasks.append(_task(problem, where))
     if limit is not None:
         tasks = tasks[:limit]
     if not tasks:
