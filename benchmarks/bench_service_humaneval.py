@@ -115,7 +115,7 @@ def pool_full(http: httpx.Client, size: int) -> bool:
         reason = http.get("/readyz").json()["reason"]
     except (httpx.TransportError, ValueError, KeyError):
         return False
-    return reason == f"{size} idle, 0 busy, 0 starting, 0 removing"
+    return reason == f"{size} idle, 0 busy, 0 resetting, 0 starting, 0 removing"
 
 
 def wait_pool_full(http: httpx.Client, size: int, service: Service, timeout: float = 90) -> None:

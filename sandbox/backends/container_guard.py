@@ -30,15 +30,21 @@ import hashlib
 import hmac
 import json
 import os
-import runpy
 import select
 import signal
 import sys
+from importlib.machinery import SourceFileLoader, SourcelessFileLoader
+from importlib.util import module_from_spec, spec_from_loader
+
+try:  # in the image this file and container_reset.py lie side by side in /opt/sandbox
+    import container_reset
+except ImportError:
+    from sandbox.backends import container_reset
 
 # The guard's wire protocol; the docker backend imports these (sandbox/backends/guard_protocol.py). PROTOCOL
 # names this framing: images/Dockerfile.runner labels the image with it, and the service refuses an image
 # whose label differs, so bump it with any change to what the guard reads or writes.
-PROTOCOL = "5"
+PROTOCOL = "6"
 HEADER = b"IPSB1"
 READY = HEADER + b" ready\n"
 PR_SET_DUMPABLE = 4
@@ -53,7 +59,23 @@ RUNNER_CODE = RUNNER[:-3] + ".pyc" if RUNNER.endswith(".py") and os.path.isfile(
 PARSE_ATTEMPTS = 8  # early-completion checks per answer; past that, wait for the runner to exit
 
 
-def start_runner(libc) -> tuple:
+def load_runner():
+    """The runner's code as a module, loaded once: each job's runner is forked from this process with its imports
+    done (and the modules it keeps warm for programs imported), so a job pays for forks, not for start-up."""
+    loader_type = SourcelessFileLoader if RUNNER_CODE.endswith(".pyc") else SourceFileLoader
+    spec = spec_from_loader("sandbox_runner", loader_type("sandbox_runner", RUNNER_CODE))
+    module = module_from_spec(spec)
+    sys.modules["sandbox_runner"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    for name in module.WARM_MODULES:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    return module
+
+
+def start_runner(libc, runner) -> tuple:
     """Fork the runner with pipes on its stdin and stdout and one it reports readiness on; returns
     (pid, job_w, answer_r, ready_r)."""
     job_r, job_w = os.pipe()
@@ -68,13 +90,12 @@ def start_runner(libc) -> tuple:
             os.dup2(answer_w, 1)
             for fd in (job_r, job_w, answer_r, answer_w, ready_r):
                 os.close(fd)
-            sys.argv = [RUNNER, "--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]]
-            runpy.run_path(RUNNER_CODE, run_name="__main__")
-            code = 0
+            code = runner.main(["--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
             sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(code)
     os.close(job_r)
     os.close(answer_w)
@@ -141,25 +162,70 @@ def main() -> int:
         sys.stderr.write("guard: cannot make itself non-dumpable; refusing to serve\n")
         return 70
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
-    pid, job_w, answer_r, ready_r = start_runner(libc)  # the runner loads now and blocks on its stdin
-    if os.read(ready_r, 1) != b"r":  # it died while starting: a container that cannot serve says so by exiting
-        sys.stderr.write("guard: the runner did not start\n")
-        os.kill(-1, signal.SIGKILL)
-        return 70
-    os.close(ready_r)
-    sys.stdout.buffer.write(READY)
-    sys.stdout.buffer.flush()
+    runner = load_runner()
+    baseline = container_reset.snapshot()
+    ready = READY
+    while True:
+        pid, job_w, answer_r, ready_r = start_runner(libc, runner)  # it blocks on its stdin once started
+        if os.read(ready_r, 1) != b"r":  # it died while starting: a container that cannot serve says so by exiting
+            sys.stderr.write("guard: the runner did not start\n")
+            kill_the_rest()
+            return 70
+        os.close(ready_r)
+        write_all(ready)
+        job = read_job()
+        if job is None:  # the pool closed our stdin: no more jobs
+            kill_the_rest()
+            return 0
+        nonce, key, again, body = job
+        if len(nonce) < 16 or len(key) < 32:
+            sys.stderr.write("guard: no '<nonce> <key> <length> <again>' line before the job\n")
+            kill_the_rest()
+            return 2
+        answer_job(pid, job_w, answer_r, nonce, key, body)
+        if not again:
+            return 0
+        try:
+            container_reset.reset(libc, baseline)
+        except (container_reset.NotClean, OSError) as exc:
+            sys.stderr.write(f"guard: cannot reset the container for another job: {exc}\n")
+            kill_the_rest()
+            return 75
+        # Only the guard can say the reset is done: the ready line is signed with the key of the job just
+        # answered, which nothing else in the container ever held.
+        ready = b"%s ready %s %s\n" % (HEADER, nonce, sign(key, b"ready " + nonce))
+        del nonce, key, job, body  # the next runner is forked from this frame: it inherits no job of the past
 
-    # "<nonce> <key> <job length>\n" then the job: reading exactly that much does not wait for the end of stdin.
+
+def read_job():
+    """(nonce, key, another job may follow, job) from ``<nonce> <key> <length> <again>`` and the job; None at
+    the end of input. Read from the descriptor, unbuffered: the pool sends nothing past a job before our next
+    ready line, and no buffer of ours, which the next runner would inherit, ever holds more than one job."""
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            return None if not data else (b"", b"", False, b"")
+        data += chunk
+    line, _, rest = bytes(data).partition(b"\n")
     try:
-        nonce, key, length = sys.stdin.buffer.readline().split()
-        job = sys.stdin.buffer.read(int(length))
+        nonce, key, length, again = line.split()
+        size = int(length)
     except ValueError:
-        nonce, key, job = b"", b"", b""
-    if len(nonce) < 16 or len(key) < 32:
-        sys.stderr.write("guard: no '<nonce> <key> <length>' line before the job\n")
-        os.kill(-1, signal.SIGKILL)
-        return 2
+        return b"", b"", False, b""
+    body = bytearray(rest)
+    while len(body) < size:
+        chunk = os.read(0, min(1 << 20, size - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) != size:  # cut short, or more than announced: not the pool speaking
+        return b"", b"", False, b""
+    return nonce, key, again == b"1", bytes(body)
+
+
+def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, job: bytes) -> None:
+    """Hand ``job`` to the runner, then write the signed frame with its answer."""
     try:
         view = memoryview(job)
         while view:  # the runner reads all of its stdin before it writes anything
@@ -168,20 +234,27 @@ def main() -> int:
         pass
     os.close(job_w)
     status, answer = read_answer(pid, answer_r)
-    mac = hmac.new(key, status + b" " + answer, hashlib.sha256).hexdigest().encode()
-    frame = b"%s %s %s %d %s\n%s" % (HEADER, nonce, status, len(answer), mac, answer)
+    os.close(answer_r)
+    frame = b"%s %s %s %d %s\n%s" % (HEADER, nonce, status, len(answer), sign(key, status + b" " + answer), answer)
     # Leftovers of the job die before the answer goes out, so none can write into the middle of it: except for
     # an answer of at most PIPE_BUF bytes, written in one write(), which the kernel never interleaves with
     # another writer's bytes. Those go first, since the dying processes would take the CPU from the answer.
     small = len(frame) <= select.PIPE_BUF
     if not small:
         kill_the_rest()
-    view = memoryview(frame)
-    while view:
-        view = view[os.write(1, view) :]
+    write_all(frame)
     if small:
         kill_the_rest()
-    return 0
+
+
+def sign(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
+
+
+def write_all(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view) :]
 
 
 def kill_the_rest() -> None:

@@ -36,9 +36,10 @@ _RUNNER_OVERHEAD_MB = 96
 @dataclass(frozen=True)
 class DockerSettings:
     pool_size: int = 4
+    jobs_per_container: int = 1000  # 1: single use (a new container for every job)
     spec: ContainerSpec = ContainerSpec()
     workers_per_container: int = 0  # 0: one per CPU of the container's quota
-    min_runs_per_container: int = 8  # smaller chunks waste containers, each costs ~0.2 s of engine work
+    min_runs_per_container: int = 2  # a chunk costs one exchange and one reset (~ms); single use costs ~0.2 s more
     acquire_timeout_s: float = 60.0
     deadline_slack_s: float = 5.0
 
@@ -71,7 +72,8 @@ class DockerBackend(Backend):
 
     def __init__(self, settings: DockerSettings = DockerSettings(), *, pool: Optional[ContainerPool] = None):
         self.settings = settings
-        self.pool = pool or ContainerPool(settings.spec, settings.pool_size)
+        self.pool = pool or ContainerPool(settings.spec, settings.pool_size,
+                                          jobs_per_container=settings.jobs_per_container)
         self.workers = settings.workers_per_container or max(1, math.ceil(settings.spec.cpus))
 
     async def start(self) -> None:
@@ -93,8 +95,8 @@ class DockerBackend(Backend):
 
     def pool_stats(self) -> dict[str, int]:
         pool = self.pool
-        return {"idle": pool.idle, "busy": pool.busy, "starting": pool.starting, "removing": pool.removing,
-                "size": pool.size}
+        return {"idle": pool.idle, "busy": pool.busy, "resetting": pool.resetting, "starting": pool.starting,
+                "removing": pool.removing, "size": pool.size}
 
     async def run_batch(self, requests: list[RunRequest]) -> list[RunResult]:
         sizes = chunk_sizes(len(requests), self.pool.size, self.settings.min_runs_per_container)
@@ -109,13 +111,14 @@ class DockerBackend(Backend):
             reason = self.pool.last_error or "all busy"
             message = f"no runner container became free within {self.settings.acquire_timeout_s:.0f}s ({reason})"
             return [RunResult.infra_error(message, retryable=True) for _ in requests]
+        reusable: Optional[Exchange] = None
         try:
-            results = await self._serve(container, requests)
+            results, reusable = await self._serve(container, requests)
         except docker.errors.DockerException as exc:  # the engine failed us, not the program
             message = f"Docker engine error while serving the run: {exc}"
             return [RunResult.infra_error(message, retryable=True) for _ in requests]
         finally:
-            self.pool.release(container)
+            self.pool.release(container, reusable)
         if results is not None:
             return results
         # The container held several programs and broke: no verdict from it is trusted. Halves run again in
@@ -124,8 +127,10 @@ class DockerBackend(Backend):
         parts = await asyncio.gather(self._run_chunk(requests[:half]), self._run_chunk(requests[half:]))
         return parts[0] + parts[1]
 
-    async def _serve(self, container: WarmContainer, requests: list[RunRequest]) -> Optional[list[RunResult]]:
-        """The results of ``requests`` from ``container``; None when it broke while holding several programs."""
+    async def _serve(self, container: WarmContainer,
+                     requests: list[RunRequest]) -> tuple[Optional[list[RunResult]], Optional[Exchange]]:
+        """The results of ``requests`` from ``container`` (None when it broke while holding several programs),
+        and the exchange when it went exactly as the protocol says (the container may then serve again)."""
         workers = min(self.workers, len(requests))
         need_mb = max(r.limits.memory_mb for r in requests) * workers + _RUNNER_OVERHEAD_MB
         if need_mb > container.memory_mb:
@@ -134,7 +139,7 @@ class DockerBackend(Backend):
         exchange = await self.pool.exchange(container, encode_job(requests, workers), deadline)
         results = parse_results(exchange, requests)
         if results is not None:
-            return results
+            return results, exchange if exchange.clean else None
         state = await asyncio.to_thread(self.pool.final_state, container.id)
         outside = None
         if state and not exchange.answered and not exchange.timed_out and not state.get("OOMKilled"):
@@ -144,10 +149,10 @@ class DockerBackend(Backend):
             # Not the programs' doing: say so, for every program it held, and let the caller retry.
             why = (f"the runner container was stopped from outside mid-run ({outside} through the engine's API)"
                    if outside else "the engine dropped the connection to the runner container mid-run")
-            return [RunResult.infra_error(why, retryable=True) for _ in requests]
+            return [RunResult.infra_error(why, retryable=True) for _ in requests], None
         if len(requests) > 1 and state:
-            return None
-        return [self._verdict_for_broken_container(r, exchange, state) for r in requests]
+            return None, None
+        return [self._verdict_for_broken_container(r, exchange, state) for r in requests], None
 
     @staticmethod
     def _verdict_for_broken_container(request: RunRequest, exchange: Exchange, state: dict) -> RunResult:

@@ -3,8 +3,15 @@
 Each container's main process is the guard (container_guard.py), which has already started the runner; both
 wait for a job on stdin, and the pool holds a socket attached to the container's stdin, stdout and stderr.
 Serving a job is then only: write a line with a nonce, a MAC key and the job's length, then the job, and read the
-demultiplexed stream until the guard's answer is complete (guard_protocol.py). A container serves one job and is
-destroyed; the pool starts its replacement in the background.
+demultiplexed stream until the guard's answer is complete (guard_protocol.py).
+
+A container serves up to ``jobs_per_container`` jobs (1: single use). Between two, its guard kills every process
+of the job, empties every writable path, removes System V IPC objects and checks the result (container_reset.py),
+then starts a fresh runner and writes a ready line signed with the finished job's key; the container goes back
+to the idle queue only on that line. A job that did not end exactly as the protocol says (deadline, exit status,
+foreign output, a bad answer), a reset that failed, or the last allowed job: the container is destroyed and the
+pool starts a replacement in the background. docs/service.md compares this with the other ways of getting a
+fresh state per job.
 
 Orphans: the pool attaches to a container before starting it, so there is no moment when a container runs with
 nobody attached, and labels each with its owner (reaper.py), which finds and removes orphans at start-up and
@@ -27,7 +34,7 @@ import docker.errors
 from docker.types import LogConfig
 
 from sandbox.backends.container_guard import PROTOCOL
-from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, job_message
+from sandbox.backends.guard_protocol import AttachStream, Exchange, FrameReader, await_ready, job_message, reset_line
 from sandbox.backends.reaper import orphans, owner_labels, process_identity
 from sandbox.logs import event
 
@@ -99,6 +106,7 @@ class WarmContainer:
     memory_mb: int
     sock: socket.socket
     _io: object = field(repr=False)  # the SDK's socket wrapper; kept so the socket stays open
+    jobs: int = 0  # jobs handed to it so far
     started_wall: float = field(default_factory=time.time)  # for looking up the engine's events about it
 
     def close_socket(self) -> None:
@@ -111,7 +119,8 @@ class WarmContainer:
 
 
 class ContainerPool:
-    """Keeps ``size`` runner containers started and attached; hands each out once."""
+    """Keeps ``size`` runner containers started and attached; hands each out for up to ``jobs_per_container``
+    jobs, with a verified reset between two (container_reset.py), then replaces it."""
 
     def __init__(
         self,
@@ -126,9 +135,13 @@ class ContainerPool:
         refill_delay_s: float = 0.1,
         remove_delay_s: float = 0.02,
         ready_timeout_s: float = 60.0,
+        jobs_per_container: int = 1000,
     ) -> None:
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
+        if jobs_per_container < 1:
+            raise ValueError(f"jobs per container must be at least 1, got {jobs_per_container}")
+        self.jobs_per_container = jobs_per_container
         self.spec = spec
         self.size = size
         self.owner = owner or uuid.uuid4().hex[:12]
@@ -147,6 +160,7 @@ class ContainerPool:
         self._idle: asyncio.Queue[WarmContainer] = asyncio.Queue()
         self._starting = 0
         self._busy: dict[str, WarmContainer] = {}
+        self._resetting: dict[str, WarmContainer] = {}  # answered, waiting for the guard's signed ready line
         self._known: set[str] = set()  # every container of ours not yet removed, whatever its state
         self._background: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
@@ -197,8 +211,14 @@ class ContainerPool:
                 task.cancel()
         # The filler is not cancelled: a start running in a thread would finish unseen and leak its container.
         await asyncio.gather(*self._background, return_exceptions=True)
+        for task in list(self._background):
+            if task.get_name().startswith("reset"):
+                task.cancel()  # a container waiting for its reset is destroyed below like an idle one
         while not self._idle.empty():
             self._destroy_soon(self._idle.get_nowait())
+        for container in list(self._resetting.values()):
+            self._destroy_soon(container)
+        self._resetting.clear()
         for container in list(self._busy.values()):
             self._destroy_soon(container)
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -226,6 +246,10 @@ class ContainerPool:
         return self._starting
 
     @property
+    def resetting(self) -> int:
+        return len(self._resetting)
+
+    @property
     def removing(self) -> int:
         return sum(1 for task in self._background if task.get_name().startswith("destroy"))
 
@@ -234,26 +258,71 @@ class ContainerPool:
             return False, f"Docker engine unreachable: {self.last_error or 'not checked yet'}"
         if self.idle == 0 and self.busy == 0:
             return False, f"no runner container started yet ({self.last_error or 'warming up'})"
-        return True, f"{self.idle} idle, {self.busy} busy, {self.starting} starting, {self.removing} removing"
+        return True, (f"{self.idle} idle, {self.busy} busy, {self.resetting} resetting, {self.starting} starting, "
+                      f"{self.removing} removing")
 
     # ----- handing out containers ------------------------------------------------------------------------------
 
+    def serves_again(self, container: WarmContainer) -> bool:
+        """Whether ``container``'s current job is not its last (its guard then resets it after answering)."""
+        return container.jobs < self.jobs_per_container and not self._closing
+
     async def acquire(self, timeout_s: float) -> WarmContainer:
-        """The next warm container (waiting up to ``timeout_s``). Its replacement starts when it is released,
-        ``refill_delay_s`` from now if that comes first, or at once if it was the last idle one."""
+        """The next warm container (waiting up to ``timeout_s``). On its last job its replacement starts when it
+        is released, ``refill_delay_s`` from now if that comes first, or at once if it was the last idle one."""
         container = await asyncio.wait_for(self._idle.get(), timeout_s)
         self._busy[container.id] = container
-        if self._idle.empty() or self._refill_delay_s <= 0:
+        container.jobs += 1
+        if self.serves_again(container):
+            pass  # it comes back after its reset; nothing to start
+        elif self._idle.empty() or self._refill_delay_s <= 0:
             self._wake.set()
         else:
             asyncio.get_running_loop().call_later(self._refill_delay_s, self._wake.set)
         return container
 
-    def release(self, container: WarmContainer) -> None:
-        """A used container is never reused: destroy it in the background."""
+    def release(self, container: WarmContainer, exchange: Optional[Exchange] = None) -> None:
+        """Back to the pool after its guard's signed ready line if the job went exactly as the protocol says
+        and it serves again; otherwise destroy it in the background."""
         self._busy.pop(container.id, None)
+        if exchange is not None and exchange.clean and exchange.reset_line and self.serves_again(container):
+            self._resetting[container.id] = container
+            self._spawn(self._reset_then_idle(container, exchange), name=f"reset-{container.id[:12]}")
+            return
         self._wake.set()
         self._destroy_soon(container, self._remove_delay_s)
+
+    async def _reset_then_idle(self, container: WarmContainer, exchange: Exchange) -> None:
+        clean = False
+        try:
+            clean = await self._await_reset(container, exchange.rest, exchange.reset_line)
+        finally:
+            if self._resetting.pop(container.id, None) is not None:  # close() has not taken it over
+                if clean and not self._closing:
+                    self._idle.put_nowait(container)
+                else:
+                    event(log, "reset_failed", logging.WARNING, container=container.id[:12], jobs=container.jobs,
+                          stderr_tail=exchange.rest.stderr.decode("utf-8", "replace")[-500:])
+                    self._destroy_soon(container)
+                self._wake.set()
+
+    async def _await_reset(self, container: WarmContainer, stream: AttachStream, expected: bytes) -> bool:
+        """True once exactly ``expected`` (the guard's signed ready line) and nothing else has come on stdout;
+        False if anything else comes, the stream ends (the guard refused the reset and exited) or time runs out."""
+        loop = asyncio.get_running_loop()
+
+        async def read() -> bool:
+            while len(stream.stdout) < len(expected):
+                chunk = await loop.sock_recv(container.sock, 1 << 16)
+                if not chunk:
+                    return False
+                stream.feed(chunk)
+            return bytes(stream.stdout) == expected and not stream.partial
+
+        try:
+            return await asyncio.wait_for(read(), self._ready_timeout_s)
+        except (asyncio.TimeoutError, OSError):
+            return False
 
     def _destroy_soon(self, container: WarmContainer, delay_s: float = 0.0) -> None:
         container.close_socket()
@@ -280,12 +349,14 @@ class ContainerPool:
         """Send ``job`` to the runner (through the guard) and read its answer; past ``deadline_s`` the container
         is killed."""
         loop = asyncio.get_running_loop()
-        nonce, key, message = job_message(job)
+        again = self.serves_again(container)
+        nonce, key, message = job_message(job, again)
         reader = FrameReader(nonce, key)
 
         async def talk() -> None:
             await loop.sock_sendall(container.sock, message)
-            container.sock.shutdown(socket.SHUT_WR)  # nothing more will come; the guard does not wait for it
+            if not again:
+                container.sock.shutdown(socket.SHUT_WR)  # nothing more will come; the guard does not wait for it
             while not reader.done():
                 chunk = await loop.sock_recv(container.sock, 1 << 18)
                 if not chunk:
@@ -305,6 +376,8 @@ class ContainerPool:
         result.stderr_tail = reader.stderr.decode("utf-8", "replace")
         result.foreign_bytes = reader.foreign_bytes
         result.forged = reader.forged
+        if again and result.answered:
+            result.rest, result.reset_line = reader.rest(), reset_line(nonce, key)
         return result
 
     def stopped_from_outside(self, container: WarmContainer) -> Optional[str]:
@@ -357,7 +430,9 @@ class ContainerPool:
     async def _fill_forever(self) -> None:
         failures = 0
         while not self._closing:
-            deficit = self.size - (self.idle + self._starting)
+            # Busy containers that serve again and those being reset come back by themselves.
+            returning = self.resetting + sum(1 for c in self._busy.values() if self.serves_again(c))
+            deficit = self.size - (self.idle + self._starting + returning)
             if deficit <= 0:
                 self._wake.clear()
                 await self._wake.wait()

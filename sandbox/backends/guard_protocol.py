@@ -16,16 +16,24 @@ import secrets
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from sandbox.backends.container_guard import HEADER, READY
 
 
-def job_message(job: bytes) -> tuple[bytes, bytes, bytes]:
-    """(nonce, key, what to write to the guard) for one job; nonce and key are fresh for every job."""
+def job_message(job: bytes, again: bool) -> tuple[bytes, bytes, bytes]:
+    """(nonce, key, what to write to the guard) for one job; nonce and key are fresh for every job. ``again``
+    tells the guard to reset the container for another job after this one (else it exits after answering)."""
     nonce, key = secrets.token_hex(16).encode(), secrets.token_hex(32).encode()
-    return nonce, key, b"%s %s %d\n%s" % (nonce, key, len(job), job)
+    return nonce, key, b"%s %s %d %d\n%s" % (nonce, key, len(job), int(again), job)
+
+
+def reset_line(nonce: bytes, key: bytes) -> bytes:
+    """The ready line a guard writes once it has reset its container after the job sent with ``nonce`` and
+    ``key``: signed with that job's key, so nothing but the guard can announce a clean container."""
+    mac = hmac.new(key, b"ready " + nonce, hashlib.sha256).hexdigest().encode()
+    return b"%s ready %s %s\n" % (HEADER, nonce, mac)
 
 
 class AttachStream:
@@ -106,6 +114,14 @@ class FrameReader(AttachStream):
     def done(self) -> bool:
         return self._body_start is not None and len(self.stdout) >= self._length
 
+    def rest(self) -> AttachStream:
+        """What arrived after the answer (the start of the guard's next ready line, perhaps), as a stream that
+        goes on demultiplexing from here."""
+        stream = AttachStream()
+        stream._buffer = bytearray(self._buffer)
+        stream.stdout = bytearray(self.stdout[self._length :]) if self.done() else bytearray()
+        return stream
+
     def answer(self) -> tuple[Optional[int], bytes]:
         """(runner exit status, runner stdout) once complete and authentic; (None, b"") otherwise."""
         if not self.done():
@@ -152,6 +168,15 @@ class Exchange:
     foreign_bytes: int = 0  # stdout bytes before the guard's header: written by something else in the container
     forged: bool = False  # a header with our nonce came with an answer whose MAC was wrong
     connection_failed: bool = False  # the engine dropped our attach connection: nothing the program did
+    rest: AttachStream = field(default_factory=AttachStream)  # what followed the answer on the stream
+    reset_line: bytes = b""  # the signed ready line that says the container is clean again (if it serves again)
+
+    @property
+    def clean(self) -> bool:
+        """Whether the exchange went exactly as the protocol says: an authentic answer of a runner that exited
+        normally, and nothing else written to the container's stdout. Only such a container may serve again."""
+        return (self.runner_exit == 0 and not self.timed_out and not self.connection_failed
+                and not self.foreign_bytes and not self.forged)
 
     @property
     def answered(self) -> bool:

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     parser.add_argument("--pool-size", type=int, default=4, help="warm runner containers (docker backend)")
+    parser.add_argument("--jobs-per-container", type=int, default=1000,
+                        help="jobs a runner container serves, with a verified reset between two, before it is "
+                        "replaced (docker backend; 1: a new container for every job)")
     parser.add_argument("--image", default=os.environ.get("SANDBOX_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
                         help="runner image (docker backend; env SANDBOX_RUNNER_IMAGE)")
     parser.add_argument("--cpus", type=float, default=1.0, help="CPU quota per runner container")
@@ -44,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def bad_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags, in one line, or None."""
-    for name in ("pool_size", "queue", "memory_mb", "pids_limit", "cache_entries"):
+    for name in ("pool_size", "jobs_per_container", "queue", "memory_mb", "pids_limit", "cache_entries"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
     if args.cpus <= 0:
@@ -67,7 +70,8 @@ def build_backend(args: argparse.Namespace):
     from sandbox.backends.docker_pool import ContainerSpec
 
     spec = ContainerSpec(image=args.image, cpus=args.cpus, memory_mb=args.memory_mb, pids_limit=args.pids_limit)
-    return DockerBackend(DockerSettings(pool_size=args.pool_size, spec=spec, workers_per_container=args.workers))
+    return DockerBackend(DockerSettings(pool_size=args.pool_size, spec=spec, workers_per_container=args.workers,
+                                        jobs_per_container=args.jobs_per_container))
 
 
 def run(args: argparse.Namespace) -> int:

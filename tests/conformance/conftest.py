@@ -110,7 +110,8 @@ class Service:
         while True:
             left = [f"process {pid}" for pid in runner_processes() - before_pids]
             if self.name == "docker":
-                tracked = {c.id for c in list(self.backend.pool._idle._queue)} | set(self.backend.pool._busy)
+                pool = self.backend.pool
+                tracked = {c.id for c in list(pool._idle._queue)} | set(pool._busy) | set(pool._resetting)
                 left += [f"container {cid[:12]}" for cid in runner_containers(self.backend.pool.owner) - tracked]
             if not left or time.monotonic() > deadline:
                 return left
@@ -123,17 +124,25 @@ def _process_service():
     return ProcessBackend(workers=2)
 
 
+# What the runner image carries of this checkout: (path in the image, path here).
+IMAGE_FILES = (("/opt/sandbox/runner.py", "sandbox/runner.py"),
+               ("/opt/sandbox/guard.py", "sandbox/backends/container_guard.py"),
+               ("/opt/sandbox/container_reset.py", "sandbox/backends/container_reset.py"))
+
+
 def stale_image() -> str | None:
-    """Why the runner image does not carry this checkout's runner.py, or None (its verdicts would be another's)."""
+    """Why the runner image does not carry this checkout's runner, guard and reset, or None (its verdicts would
+    be another's)."""
     import docker
 
     from sandbox.backends.docker_pool import default_runner_image
 
     image = default_runner_image()  # SANDBOX_RUNNER_IMAGE, like the service
-    inside = docker.from_env().containers.run(image, entrypoint=["cat", "/opt/sandbox/runner.py"],
+    inside = docker.from_env().containers.run(image, entrypoint=["cat", *(path for path, _ in IMAGE_FILES)],
                                               network_disabled=True, remove=True)
-    if inside != (Path(__file__).resolve().parents[2] / "sandbox" / "runner.py").read_bytes():
-        return f"{image} holds another runner.py than this checkout: run images/build-images.sh"
+    here = b"".join((Path(__file__).resolve().parents[2] / local).read_bytes() for _, local in IMAGE_FILES)
+    if inside != here:
+        return f"{image} holds another runner, guard or reset than this checkout: run images/build-images.sh"
     return None
 
 
