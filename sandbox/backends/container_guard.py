@@ -37,7 +37,7 @@ from importlib.machinery import SourceFileLoader, SourcelessFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 
 try:  # in the image this file and container_reset.py lie side by side in /opt/sandbox
-    import container_reset
+    import container_reset  # type: ignore[import-not-found]
 except ImportError:
     from sandbox.backends import container_reset
 
@@ -63,10 +63,13 @@ def load_runner():
     """The runner's code as a module, loaded once: each job's runner is forked from this process with its imports
     done (and the modules it keeps warm for programs imported), so a job pays for forks, not for start-up."""
     loader_type = SourcelessFileLoader if RUNNER_CODE.endswith(".pyc") else SourceFileLoader
-    spec = spec_from_loader("sandbox_runner", loader_type("sandbox_runner", RUNNER_CODE))
+    loader = loader_type("sandbox_runner", RUNNER_CODE)
+    spec = spec_from_loader("sandbox_runner", loader)
+    if spec is None:
+        raise ImportError(f"cannot load the runner from {RUNNER_CODE}")
     module = module_from_spec(spec)
     sys.modules["sandbox_runner"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    loader.exec_module(module)
     for name in module.WARM_MODULES:
         try:
             __import__(name)

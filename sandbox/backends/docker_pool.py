@@ -63,6 +63,7 @@ class ContainerSpec:
     # uid 0 with only GUARD_CAPABILITIES: the guard refuses to serve with any other set, and the runner drops every
     # program and checker to a fresh unprivileged uid with no capabilities (docs/security.md).
     user: str = "0:0"
+    runtime: Optional[str] = None  # an OCI runtime registered with the engine (None: the engine's default, runc)
 
     def create_kwargs(self, api: docker.APIClient, labels: dict[str, str]) -> dict:
         """Arguments for the low-level ``create_container``: stdin open and closed after the one attach."""
@@ -85,6 +86,7 @@ class ContainerSpec:
             init=True,
             log_config=LogConfig(type=LogConfig.types.NONE),
             ipc_mode="private",
+            runtime=self.runtime,
         )
         return dict(
             image=self.image,

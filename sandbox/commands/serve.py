@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="docker: warm pool of hardened containers; process: local subprocess (weaker)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    parser.add_argument("--pool-size", type=int, default=4, help="warm runner containers (docker backend)")
+    parser.add_argument("--pool-size", type=int, default=0,
+                        help="warm runner containers (docker backend); 0 (default): two per CPU of this host")
     parser.add_argument("--jobs-per-container", type=int, default=1000,
                         help="jobs a runner container serves, with a verified reset between two, before it is "
                         "replaced (docker backend; 1: a new container for every job)")
@@ -47,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def bad_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags, in one line, or None."""
-    for name in ("pool_size", "jobs_per_container", "queue", "memory_mb", "pids_limit", "cache_entries"):
+    if args.pool_size < 0:
+        return f"--pool-size must be 0 (two per CPU) or more, got {args.pool_size}"
+    for name in ("jobs_per_container", "queue", "memory_mb", "pids_limit", "cache_entries"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
     if args.cpus <= 0:
@@ -61,6 +64,11 @@ def bad_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
+def default_pool_size() -> int:
+    """Two containers per CPU: while one resets after its job, the other serves the next request."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def build_backend(args: argparse.Namespace):
     if args.backend == "process":
         from sandbox.backends.process import ProcessBackend
@@ -70,7 +78,8 @@ def build_backend(args: argparse.Namespace):
     from sandbox.backends.docker_pool import ContainerSpec
 
     spec = ContainerSpec(image=args.image, cpus=args.cpus, memory_mb=args.memory_mb, pids_limit=args.pids_limit)
-    return DockerBackend(DockerSettings(pool_size=args.pool_size, spec=spec, workers_per_container=args.workers,
+    pool_size = args.pool_size or default_pool_size()
+    return DockerBackend(DockerSettings(pool_size=pool_size, spec=spec, workers_per_container=args.workers,
                                         jobs_per_container=args.jobs_per_container))
 
 

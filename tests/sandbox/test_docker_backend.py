@@ -17,7 +17,7 @@ import pytest
 from sandbox.backends import reaper
 from sandbox.backends.docker import DockerBackend, DockerSettings, chunk_sizes, parse_results, whole_run_result
 from sandbox.backends.docker_pool import ContainerSpec
-from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, reset_line
 from sandbox.backends.reaper import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE
 from sandbox.backends.wire import deadline_s
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
@@ -107,6 +107,82 @@ def test_a_container_that_does_not_announce_its_runner_is_not_used(stream, error
             theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(RuntimeError, match=error):
             await_ready(ours, 0.3)
+
+
+def test_what_follows_an_answer_is_kept_for_the_signed_ready_line_of_the_reset():
+    answer = b'{"results": []}'
+    line = reset_line(NONCE, KEY)
+    both = frame(1, guard_header(NONCE, KEY, b"ok", answer) + answer + line[:9]) + frame(1, line[9:])
+    reader = FrameReader(NONCE, KEY)
+    reader.feed(both[:-5])
+    assert reader.answer() == (0, answer)
+    rest = reader.rest()
+    rest.feed(both[-5:])  # the rest of a frame that was cut in the middle
+    assert bytes(rest.stdout) == line and not rest.partial
+
+
+def reset_pool_and_container(size: int = 1):
+    """A pool that never talks to an engine, and a container whose socket is one end of a socketpair."""
+    import socket
+
+    from sandbox.backends.docker_pool import ContainerPool, WarmContainer
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    pool = ContainerPool(ContainerSpec(), size, ready_timeout_s=5)
+    return pool, WarmContainer(id="c" * 64, memory_mb=1024, sock=ours, _io=None), theirs
+
+
+@pytest.mark.parametrize("sent, clean", [
+    (lambda line: frame(1, line), True),
+    (lambda line: frame(1, reset_line(NONCE, b"x" * 64)), False),  # signed with another key: not the guard's
+    (lambda line: frame(1, line + b"x"), False),  # more than the ready line
+    (lambda line: frame(1, b"IPSB1 ready\n"), False),  # the unsigned first-start line does not count here
+    (lambda line: frame(2, b"guard: cannot reset the container for another job\n"), False),  # the guard exits
+])
+def test_a_reused_container_returns_only_on_its_guards_signed_ready_line(sent, clean):
+    from sandbox.backends.guard_protocol import AttachStream
+
+    pool, container, theirs = reset_pool_and_container()
+    line = reset_line(NONCE, KEY)
+
+    async def scenario() -> bool:
+        theirs.sendall(sent(line))
+        theirs.shutdown(__import__("socket").SHUT_WR)
+        return await pool._await_reset(container, AttachStream(), line)
+
+    with theirs:
+        assert asyncio.run(scenario()) is clean
+    container.close_socket()
+
+
+def test_only_a_container_whose_job_ended_cleanly_is_reset_for_another():
+    pool, container, theirs = reset_pool_and_container()
+    destroyed: list[str] = []
+    pool._destroy_soon = lambda c, delay_s=0.0: destroyed.append(c.id)  # type: ignore[method-assign]
+    line = reset_line(NONCE, KEY)
+
+    async def scenario() -> None:
+        container.jobs = 1
+        pool._busy[container.id] = container
+        dirty = Exchange(runner_exit=0, foreign_bytes=10, reset_line=line)  # something else wrote to stdout
+        pool.release(container, dirty)
+        assert destroyed == [container.id] and pool.idle == 0
+        destroyed.clear()
+        pool._busy[container.id] = container
+        theirs.sendall(frame(1, line))
+        pool.release(container, Exchange(runner_exit=0, reset_line=line))
+        assert pool.resetting == 1
+        await asyncio.gather(*pool._background)
+        assert pool.idle == 1 and pool.resetting == 0 and not destroyed
+        container.jobs = pool.jobs_per_container  # its last job: destroyed, never reset
+        pool._busy[container.id] = await pool.acquire(1)
+        pool.release(container, Exchange(runner_exit=0, reset_line=line))
+        assert destroyed == [container.id]
+
+    with theirs:
+        asyncio.run(scenario())
+    container.close_socket()
 
 
 def test_chunking_uses_few_containers_for_small_batches():
