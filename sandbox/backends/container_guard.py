@@ -9,16 +9,23 @@ nor another job. Beyond that, the guard closes the doors to the container's stdo
 
 - it and the runner (run in a forked child, not exec'd, so the flag survives) are non-dumpable: same-user
   processes can neither ptrace them nor open their /proc files, so only the runner can write into its stdout pipe;
-- the backend's job arrives as a line ``<nonce> <key> <length>`` (random, fresh per job), then the runner's JSON
-  job; the runner never sees nonce or key, and the guard's memory is unreadable to the candidate;
-- once the runner has started (imports, zygote, a supervisor and its first loader forked), the guard writes
-  ``IPSB1 ready`` on stdout: the pool counts a container as warm only then, so no job waits for a runner that
-  is still starting;
+- the backend's job arrives as a line ``<nonce> <key> <length> <again>`` (nonce and key random, fresh per job),
+  then the runner's JSON job; the runner never sees nonce or key, and the guard's memory is unreadable to the
+  candidate;
+- once the runner has started (forked from the guard, which loaded the runner's code once: a zygote, a
+  supervisor and its first loader forked), the guard writes ``IPSB1 ready`` on stdout: the pool counts a
+  container as warm only then, so no job waits for a runner that is still starting;
 - once the runner's answer is complete (or the runner exits), the guard kills every other process in the
   container (kill(-1) spares only init and the caller; for an answer that fits one atomic pipe write, right
   after writing it) and writes ``IPSB1 <nonce> <status> <length> <mac>\n``
   and the answer, where ``status`` is ``ok`` for a complete answer, else the runner's exit status, and ``mac`` is
   HMAC-SHA256 under ``key`` of ``status`` and the answer.
+
+With ``again`` set, the guard then resets the container (container_reset.py: every other process killed, every
+writable path emptied, System V IPC removed, its own state checked), forks a fresh runner and writes
+``IPSB1 ready <nonce> <mac>`` with the MAC of ``ready <nonce>`` under the finished job's key: only then does
+the pool hand the container another job. A reset that cannot be proven complete ends the guard, and with it the
+container. Without ``again`` (single use, or a container's last job) the guard exits after answering.
 
 The backend trusts only an answer whose header carries its nonce and whose MAC checks out. The key never leaves
 the guard, so even a process that reads the container's stdout stream (init's pipe can be opened for reading
@@ -32,6 +39,7 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
 from importlib.machinery import SourceFileLoader, SourcelessFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -78,32 +86,96 @@ def load_runner():
     return module
 
 
-def start_runner(libc, runner) -> tuple:
-    """Fork the runner with pipes on its stdin and stdout and one it reports readiness on; returns
-    (pid, job_w, answer_r, ready_r)."""
-    job_r, job_w = os.pipe()
-    answer_r, answer_w = os.pipe()
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 70
+class Spawner:
+    """The process every job's runner is forked from. Forked from the guard before the guard reads any job, it
+    never holds a job or an answer: the guard's own memory does (it reads the job, frames the answer), and a
+    runner forked from the guard would carry what is left of earlier jobs' expected values and results into the
+    next job's processes, where its candidate could read them. Reset spares it (``container_reset``)."""
+
+    def __init__(self, libc, runner) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.sock.close()
+                spawner_main(libc, runner, theirs)
+            finally:
+                os._exit(70)
+        theirs.close()
+
+    def start_runner(self) -> tuple:
+        """A fresh runner with pipes on its stdin and stdout and one it reports readiness on; returns
+        (pid, job_w, answer_r, ready_r). The runner is re-parented to the guard, which reaps it."""
+        job_r, job_w = os.pipe()
+        answer_r, answer_w = os.pipe()
+        ready_r, ready_w = os.pipe()
         try:
-            libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # inherited over fork; re-asserted for clarity
-            os.dup2(job_r, 0)
-            os.dup2(answer_w, 1)
-            for fd in (job_r, job_w, answer_r, answer_w, ready_r):
-                os.close(fd)
-            code = runner.main(["--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            socket.send_fds(self.sock, [b"r"], [job_r, answer_w, ready_w])
+            pid = int.from_bytes(_read_exact(self.sock, 4), "big")
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    os.close(job_r)
-    os.close(answer_w)
-    os.close(ready_w)
-    return pid, job_w, answer_r, ready_r
+            for fd in (job_r, answer_w, ready_w):
+                os.close(fd)
+        if not pid:
+            raise OSError("the spawner could not fork a runner")
+        return pid, job_w, answer_r, ready_r
+
+
+def spawner_main(libc, runner, sock) -> None:
+    """Fork a runner for every request, through a short-lived middle process (so the runner's parent becomes
+    the guard, the nearest subreaper); answer with its pid, 0 if it failed. Never returns."""
+    while True:
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 3)
+        except OSError:
+            fds = []
+        if len(fds) != 3:  # the guard is gone or done
+            os._exit(0)
+        pid_r, pid_w = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            os.close(pid_r)
+            runner_pid = os.fork()
+            if runner_pid == 0:
+                os.close(pid_w)
+                sock.close()
+                run_runner(libc, runner, *fds)
+            os.write(pid_w, runner_pid.to_bytes(4, "big"))
+            os._exit(0)
+        os.close(pid_w)
+        for fd in fds:
+            os.close(fd)
+        found = os.read(pid_r, 4)
+        os.close(pid_r)
+        os.waitpid(middle, 0)
+        sock.sendall(found if len(found) == 4 else bytes(4))
+
+
+def run_runner(libc, runner, job_r: int, answer_w: int, ready_w: int) -> None:
+    """Become the runner: job on stdin, answer on stdout; never returns."""
+    code = 70
+    try:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # inherited over fork; re-asserted for clarity
+        os.dup2(job_r, 0)
+        os.dup2(answer_w, 1)
+        os.close(job_r)
+        os.close(answer_w)
+        code = runner.main(["--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _read_exact(sock, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def read_answer(pid: int, answer_r: int) -> tuple:
@@ -165,16 +237,20 @@ def main() -> int:
         sys.stderr.write("guard: cannot make itself non-dumpable; refusing to serve\n")
         return 70
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
-    runner = load_runner()
+    spawner = Spawner(libc, load_runner())
     baseline = container_reset.snapshot()
     ready = READY
     while True:
-        pid, job_w, answer_r, ready_r = start_runner(libc, runner)  # it blocks on its stdin once started
-        if os.read(ready_r, 1) != b"r":  # it died while starting: a container that cannot serve says so by exiting
+        try:
+            pid, job_w, answer_r, ready_r = spawner.start_runner()  # it blocks on its stdin once started
+            started = os.read(ready_r, 1) == b"r"
+            os.close(ready_r)
+        except OSError:
+            started = False
+        if not started:  # a container that cannot serve says so by exiting
             sys.stderr.write("guard: the runner did not start\n")
             kill_the_rest()
             return 70
-        os.close(ready_r)
         write_all(ready)
         job = read_job()
         if job is None:  # the pool closed our stdin: no more jobs
@@ -185,11 +261,11 @@ def main() -> int:
             sys.stderr.write("guard: no '<nonce> <key> <length> <again>' line before the job\n")
             kill_the_rest()
             return 2
-        answer_job(pid, job_w, answer_r, nonce, key, body)
+        answer_job(pid, job_w, answer_r, nonce, key, body, spare=(spawner.pid,) if again else ())
         if not again:
             return 0
         try:
-            container_reset.reset(libc, baseline)
+            container_reset.reset(libc, baseline, keep=(spawner.pid,))
         except (container_reset.NotClean, OSError) as exc:
             sys.stderr.write(f"guard: cannot reset the container for another job: {exc}\n")
             kill_the_rest()
@@ -227,8 +303,9 @@ def read_job():
     return nonce, key, again == b"1", bytes(body)
 
 
-def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, job: bytes) -> None:
-    """Hand ``job`` to the runner, then write the signed frame with its answer."""
+def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, job: bytes, spare: tuple) -> None:
+    """Hand ``job`` to the runner, then write the signed frame with its answer; every process but init, the
+    guard and ``spare`` is killed around the write."""
     try:
         view = memoryview(job)
         while view:  # the runner reads all of its stdin before it writes anything
@@ -244,10 +321,10 @@ def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, jo
     # another writer's bytes. Those go first, since the dying processes would take the CPU from the answer.
     small = len(frame) <= select.PIPE_BUF
     if not small:
-        kill_the_rest()
+        kill_the_rest(spare)
     write_all(frame)
     if small:
-        kill_the_rest()
+        kill_the_rest(spare)
 
 
 def sign(key: bytes, message: bytes) -> bytes:
@@ -260,8 +337,11 @@ def write_all(data: bytes) -> None:
         view = view[os.write(1, view) :]
 
 
-def kill_the_rest() -> None:
-    """SIGKILL every process in the container but init and the guard, stopped ones included."""
+def kill_the_rest(spare: tuple = ()) -> None:
+    """SIGKILL every process in the container but init, the guard and ``spare``, stopped ones included."""
+    if spare:
+        container_reset.kill_all_but(spare)
+        return
     try:
         os.kill(-1, signal.SIGKILL)
     except ProcessLookupError:

@@ -4,16 +4,16 @@ The guard (container_guard.py) calls ``reset()`` after every answer of a contain
 can leave state behind only in the kernel objects that outlive its processes; the container (read-only root,
 private IPC namespace, no network, default seccomp, which refuses the keyring calls) has exactly these:
 
-- processes: every one but init and the guard is killed with SIGKILL, stopped and daemonised ones included,
-  and reaped, until /proc lists nobody else;
+- processes: every one but init, the guard and its spawner (container_guard.py) is killed with SIGKILL,
+  stopped and daemonised ones included, and reaped, until /proc lists nobody else;
 - files: the writable mounts a program's uid can write into are the work tmpfs, /dev/shm (POSIX shared memory
   and named semaphores) and /dev/mqueue (POSIX message queues); each is emptied. ``/dev`` and the cgroup tmpfs
   are writable by uid 0 only, and every other mount is read-only;
 - System V IPC: shared memory segments, semaphore sets and message queues, listed in /proc/sysvipc, removed.
 
 File descriptors, threads, signal dispositions, rlimits, environment and working directory belong to processes,
-and every process of a job is gone: the next job's runner is forked from the guard, which never runs candidate
-code. ``reset()`` checks that the guard's own state is still what it was (open descriptors, one thread, uids,
+and every process of a job is gone: the next job's runner is forked from the guard's spawner, which never runs
+candidate code and never holds a job or an answer. ``reset()`` checks that the guard's own state is still what it was (open descriptors, one thread, uids,
 capabilities, cwd, environment) along with the rest, and the container is retired if any check fails.
 
 The guard holds no CAP_DAC_OVERRIDE or CAP_FOWNER, so it removes a program's files as their owner would: it
@@ -44,27 +44,50 @@ def snapshot() -> dict:
             "caps": _caps(), "cwd": os.getcwd(), "environ": dict(os.environ)}
 
 
-def reset(libc: ctypes.CDLL, baseline: dict) -> None:
-    """Kill, wipe and remove everything a job left, then verify; raises NotClean naming what failed."""
-    kill_all_others()
+def reset(libc: ctypes.CDLL, baseline: dict, keep: tuple = ()) -> None:
+    """Kill (all but ``keep``, the guard's own helpers), wipe and remove everything a job left, then verify;
+    raises NotClean naming what failed."""
+    kill_all_others(keep)
     for path in RESET_PATHS:
         if os.path.isdir(path):
             empty_directory(libc, path)
     remove_sysv_ipc()
-    verify(baseline)
+    verify(baseline, keep)
 
 
-def kill_all_others(wait_s: float = KILL_WAIT_S) -> None:
-    """SIGKILL every process but init and us, reap our children, until /proc shows nobody else."""
-    me = os.getpid()
+def kill_all_but(keep: tuple) -> None:
+    """SIGKILL every process but init, us and ``keep``. Everyone is stopped first with one kill(-1), which the
+    kernel delivers to all at once (a fork under way when it comes is restarted, and stops too): nobody can fork
+    while the rest are killed one by one; then ``keep`` goes on."""
+    spared = {1, os.getpid(), *keep}
+    try:
+        os.kill(-1, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    for pid in _pids():
+        if pid not in spared:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid in keep:
+        os.kill(pid, signal.SIGCONT)
+
+
+def kill_all_others(keep: tuple = (), wait_s: float = KILL_WAIT_S) -> None:
+    """SIGKILL every process but init, us and ``keep``, reap our children, until /proc shows nobody else."""
+    spared = {1, os.getpid(), *keep}
     deadline = time.monotonic() + wait_s
     while True:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if keep:
+            kill_all_but(keep)
+        else:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _reap_children()
-        others = [pid for pid in _pids() if pid not in (1, me)]
+        others = [pid for pid in _pids() if pid not in spared]
         if not others:
             return
         if time.monotonic() > deadline:
@@ -125,12 +148,14 @@ def remove_sysv_ipc() -> None:
                 os.seteuid(0)
 
 
-def verify(baseline: dict) -> None:
+def verify(baseline: dict, keep: tuple = ()) -> None:
     """Check independently of the steps above that nothing of the job is left and the guard is unchanged."""
-    me = os.getpid()
-    others = [pid for pid in _pids() if pid not in (1, me)]
+    pids = _pids()
+    others = [pid for pid in pids if pid not in (1, os.getpid(), *keep)]
     if others:
         raise NotClean(f"processes still present: {others[:8]}")
+    if any(pid not in pids for pid in keep):
+        raise NotClean("a helper of the guard is gone")
     for path in RESET_PATHS:
         if os.path.isdir(path) and os.listdir(path):
             raise NotClean(f"{path} is not empty")

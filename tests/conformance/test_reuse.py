@@ -190,3 +190,55 @@ def test_a_job_that_leaves_too_much_to_wipe_gets_a_new_container(one_container):
     after = run_and_report(client, LOOK, "look")
     assert after["host"] != first_host  # its guard refused the reset; the pool replaced the container
     assert after["work"] == [] and after["files"] == []
+
+
+SCAN = r'''
+import ctypes, socket
+
+
+def scan(token):
+    # Count where ``token`` follows b"SECRET-" in this process's memory, without building that needle (it would
+    # find itself); also count plain hits of the token, which this request's own arguments hold. Read directly:
+    # the process is not dumpable, so even its own /proc/self/mem is closed to it.
+    token = token.encode()
+    follows, plain, scanned = 0, 0, 0
+    regions = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            # Anonymous memory (heap, arenas, stack) is where a process's data lives; mapped files can raise
+            # SIGBUS past their end, and hold no job.
+            if fields[1].startswith("r") and (len(fields) == 5 or fields[5] in ("[heap]", "[stack]")):
+                regions.append(tuple(int(x, 16) for x in fields[0].split("-")))
+    for start, end in regions:
+        data = ctypes.string_at(start, end - start)
+        scanned += len(data)
+        at = data.find(token)
+        while at >= 0:
+            plain += 1
+            follows += data[max(0, at - 7):at] == b"SECRET" + b"-"
+            at = data.find(token, at + 1)
+    print(socket.gethostname(), follows, plain, scanned)
+    return True
+'''
+
+
+def test_a_job_cannot_read_an_earlier_jobs_expected_values_from_memory(one_container):
+    import secrets
+
+    client, _ = one_container
+    token = secrets.token_hex(12)
+    earlier = {"code": "import socket\ndef f():\n    print(socket.gethostname())\n    return 'nope'\n", "limits": LIMITS,
+               "tests": [{"kind": "call", "entry_point": "f", "expected": f"SECRET-{token}"}]}
+    response = client.post("/v1/runs", json=earlier)
+    assert response.status_code == 200 and response.json()["tests"][0]["verdict"] == "fail", response.text
+    host = response.json()["tests"][0]["stdout"].strip()
+    body = {"code": SCAN, "limits": LIMITS, "tests": [{"kind": "call", "entry_point": "scan", "args": [token],
+                                                        "expected": True}]}
+    response = client.post("/v1/runs", json=body)
+    test = response.json()["tests"][0]
+    assert test["verdict"] == "pass", test
+    scanned_host, follows, plain, scanned = test["stdout"].split()
+    assert scanned_host == host, "the second job ran in another container; the test proves nothing"
+    assert int(plain) >= 1 and int(scanned) > 1 << 20  # the scan works: it finds its own argument
+    assert int(follows) == 0  # and nothing of the earlier job's expected value
