@@ -36,11 +36,15 @@ Pair (``pairs.jsonl``) -- one per task whose trajectory ended passing after at l
      "rejected": "failing code", "chosen_round": 2, "rejected_round": 0,
      "rejected_lines": [3, 4],   # 1-based lines of `rejected` outside the line-level LCS with `chosen`
      "chosen_lines": [3],        # 1-based lines of `chosen` outside that LCS
-     "rejected_trace_lines": [4]}   # 1-based lines of `rejected` where its failing tests stopped
+     "rejected_trace_lines": [4],   # 1-based lines of `rejected` where its failing tests stopped
                                     # (TestResult.line); null when not recorded (imported pairs)
+     "rejected_code_ranges": null,  # [[first, last], ...]: the lines of `rejected` that are code (inside its
+     "chosen_code_ranges": null}    # fences); the error region comes from those lines only; null: all of it
 
 ``prompt`` is the task's prompt text (the user turn); ``chosen`` and ``rejected`` are the completions the
-trainer scores, exactly as they appear here.
+trainer scores, exactly as they appear here. The two code-range fields were added without a version change:
+only ``iterpref import-pairs`` fills them (replies with prose around fenced code), and a file without them reads
+as null.
 """
 
 from __future__ import annotations
@@ -97,6 +101,9 @@ class Pair:
     chosen_round: int = -1
     rejected_round: int = -1
     rejected_trace_lines: Optional[list[int]] = None  # rejected lines where its failing tests stopped; None: unknown
+    # [first, last] line ranges of each side's code (inside its fences); None: the whole completion is code.
+    rejected_code_ranges: Optional[list[list[int]]] = None
+    chosen_code_ranges: Optional[list[list[int]]] = None
 
 
 def check_version(found: Any, where: str) -> None:

@@ -1,5 +1,6 @@
 """`iterpref import-pairs`: the IterPref / Target-DPO released pair file (a JSON array of prompt, chosen and
-rejected replies) as our pairs JSONL, with each pair's error region from the code inside the fences."""
+rejected replies) as our pairs JSONL, with each pair's error region from the code inside the fences only
+(iterpref.tasks.paper_pairs says what happens to prose and to replies without fences)."""
 
 from __future__ import annotations
 
@@ -27,4 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         raise DataError(f"cannot write {args.output}: {exc.strerror}") from None
     skipped = ", ".join(f"{count} {reason}" for reason, count in summary.skipped.items()) or "none"
     print(f"{summary.records} records: wrote {summary.pairs} pairs to {args.output}; skipped: {skipped}")
+    if summary.unfenced:
+        # Such a reply's prose, if it has any, is diffed as code: say so rather than train on it silently.
+        print(f"note: {summary.unfenced} replies without a code fence were taken whole as code")
     return 0

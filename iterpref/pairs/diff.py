@@ -17,6 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Hashable, Optional, Sequence
 
+# 1-based, inclusive ``[first, last]`` line ranges of a text: the part of it a diff is restricted to (the code
+# inside a reply's fences; see :func:`scoped_line_diff`).
+LineRanges = Sequence[Sequence[int]]
+
 
 @dataclass(frozen=True)
 class SeqDiff:
@@ -165,3 +169,26 @@ def diff_lines(rejected_lines: Sequence[str], chosen_lines: Sequence[str]) -> Li
         anchors=[i + 1 for i in diff.anchors],
         hunks=[(a0 + 1, a1, b0 + 1, b1) for a0, a1, b0, b1 in diff.hunks],
     )
+
+
+def scope_lines(ranges: Optional[LineRanges], count: int) -> list[int]:
+    """Sorted 1-based numbers of the lines in ``ranges`` (clipped to ``1..count``); every line when ``ranges`` is
+    None."""
+    if ranges is None:
+        return list(range(1, count + 1))
+    return sorted({k for first, last in ranges for k in range(max(first, 1), min(last, count) + 1)})
+
+
+def scoped_line_diff(rejected: str, chosen: str, rejected_ranges: Optional[LineRanges] = None,
+                     chosen_ranges: Optional[LineRanges] = None) -> LineDiff:
+    """:func:`line_diff` of only the lines inside each side's ranges, numbered in the full texts' own lines.
+
+    Lines outside the ranges (prose around a reply's code fences) are neither compared nor reported. ``hunks``
+    stay in the numbering of the in-range lines (a hunk may straddle two ranges), so they are left out here.
+    """
+    r_all, c_all = split_lines(rejected), split_lines(chosen)
+    r_keep, c_keep = scope_lines(rejected_ranges, len(r_all)), scope_lines(chosen_ranges, len(c_all))
+    diff = diff_lines([r_all[k - 1] for k in r_keep], [c_all[k - 1] for k in c_keep])
+    return LineDiff(rejected_lines=[r_keep[i - 1] for i in diff.rejected_lines],
+                    chosen_lines=[c_keep[j - 1] for j in diff.chosen_lines],
+                    anchors=[r_keep[i - 1] for i in diff.anchors], hunks=[])

@@ -163,12 +163,14 @@ class PairTokenizer:
         else:
             if self.mask == "line+trace" and pair.rejected_trace_lines is None:
                 self.trace_fallbacks += 1
-            spans = error_spans(pair.rejected, pair.chosen, self.mask, self.context_lines, pair.rejected_trace_lines)
+            spans = error_spans(pair.rejected, pair.chosen, self.mask, self.context_lines, pair.rejected_trace_lines,
+                                rejected_scope=pair.rejected_code_ranges, chosen_scope=pair.chosen_code_ranges)
             region = token_mask(offsets, spans)
         if not any(region):  # judged on the region itself: a soft weight outside it does not make it non-empty
             return "empty_mask"
-        fix = [int(m) for m in token_mask(chosen_offsets, fix_spans(pair.chosen, pair.rejected))] \
-            if self.fix_mask else None
+        fix = [int(m) for m in token_mask(chosen_offsets, fix_spans(
+            pair.chosen, pair.rejected, chosen_scope=pair.chosen_code_ranges,
+            rejected_scope=pair.rejected_code_ranges))] if self.fix_mask else None
         return TokenizedPair(pair.task_id, prompt_ids, chosen_ids, rejected_ids,
                              region_weights(region, self.outside_weight), fix)
 

@@ -7,7 +7,12 @@ Masks are built once, at tokenization time, in two pure steps:
 2. :func:`token_mask` -- a token is in the region when its character span (the fast tokenizer's offset
    mapping) overlaps one of those spans.
 
-Nothing here looks for a code fence or depends on a particular tokenizer. Modes:
+Nothing here looks for a code fence or depends on a particular tokenizer. A pair whose completions hold prose
+around their code (imported replies, :mod:`iterpref.tasks.paper_pairs`) passes each side's code line ranges
+(``rejected_scope`` / ``chosen_scope``): the diff, every mode below and the fix lines then see only those lines,
+so prose and fence lines are never in the region, and the spans are mapped back onto the full completion.
+
+Modes:
 
 ``line``           rejected lines outside the LCS, plus the lines around a pure insertion (the paper's default)
 ``token``          within each changed hunk, only the word/punctuation/whitespace pieces the fix changed
@@ -26,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence
 
-from iterpref.pairs.diff import LineDiff, diff_lines, line_spans, seq_diff, split_lines
+from iterpref.pairs.diff import LineDiff, LineRanges, diff_lines, line_spans, scope_lines, seq_diff, split_lines
 
 MASK_MODES = ("line", "token", "prefix_suffix", "augmented", "line+trace", "none")
 
@@ -59,8 +64,48 @@ def _error_lines(diff: LineDiff, n: int, mode: str, context_lines: int,
     raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
 
 
+class _Scope:
+    """The lines of ``text`` inside ``ranges``, joined into one text of their own, and the way back from
+    character offsets in that text to offsets in ``text``."""
+
+    def __init__(self, text: str, ranges: Optional[LineRanges]):
+        self.full = text
+        lines = split_lines(text)
+        starts = [start for start, _ in line_spans(text, lines)]
+        self.numbers = scope_lines(ranges, len(lines))  # full-text line number of each scoped line
+        pieces = [lines[k - 1] for k in self.numbers]
+        self.text = "".join(piece + "\n" for piece in pieces)
+        self._lines: list[tuple[int, int, int, bool]] = []  # (scoped start, length, full start, keep newline)
+        position = 0
+        for i, (k, piece) in enumerate(zip(self.numbers, pieces)):
+            # The newline after a line belongs to the region only when the next scoped line follows it in the full
+            # text too; otherwise it precedes a fence or prose. An empty line's newline is all it has: keep it.
+            joined = i + 1 < len(self.numbers) and self.numbers[i + 1] == k + 1
+            self._lines.append((position, len(piece), starts[k - 1], joined or not piece))
+            position += len(piece) + 1
+
+    def trace(self, lines: Optional[Sequence[int]]) -> Optional[list[int]]:
+        """Full-text line numbers as scoped ones; lines outside the scope are dropped."""
+        if lines is None:
+            return None
+        index = {k: i + 1 for i, k in enumerate(self.numbers)}
+        return [index[k] for k in lines if k in index]
+
+    def to_full(self, spans: Sequence[Span]) -> list[Span]:
+        """Spans of the scoped text as spans of the full text, split where the scoped lines are not adjacent."""
+        out: list[Span] = []
+        for start, end in spans:
+            for scoped, length, full, keep_newline in self._lines:
+                stop = scoped + length + (1 if keep_newline else 0)
+                a, b = max(start, scoped), min(end, stop)
+                if a < b:
+                    out.append((full + a - scoped, min(full + b - scoped, len(self.full))))
+        return _merge(out)
+
+
 def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: int = 0,
-                trace_lines: Optional[Sequence[int]] = None) -> list[Span]:
+                trace_lines: Optional[Sequence[int]] = None, *, rejected_scope: Optional[LineRanges] = None,
+                chosen_scope: Optional[LineRanges] = None) -> list[Span]:
     """Sorted, non-overlapping character spans ``[start, end)`` of ``rejected`` forming the error region.
 
     Args:
@@ -70,6 +115,9 @@ def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: i
         context_lines: extra lines either side of the region, ``augmented`` mode only.
         trace_lines: 1-based rejected lines where its failing tests stopped, ``line+trace`` mode only (None or
             empty: the ``line`` region).
+        rejected_scope, chosen_scope: 1-based inclusive ``[first, last]`` line ranges of each side's code (the
+            insides of its fences); None, the whole completion. Every mode but ``none`` then works on those lines
+            alone: lines outside them are never in the region, and ``augmented`` counts context in code lines.
 
     Returns an empty list when the texts do not differ (such a pair should be dropped).
     """
@@ -77,6 +125,9 @@ def error_spans(rejected: str, chosen: str, mode: str = "line", context_lines: i
         raise ValueError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
     if mode == "none":
         return [(0, len(rejected))] if rejected else []
+    if rejected_scope is not None or chosen_scope is not None:
+        r_view, c_view = _Scope(rejected, rejected_scope), _Scope(chosen, chosen_scope)
+        return r_view.to_full(error_spans(r_view.text, c_view.text, mode, context_lines, r_view.trace(trace_lines)))
     # Split each text once; the diff, the line spans and the token pieces all reuse it.
     rejected_lines, chosen_lines = split_lines(rejected), split_lines(chosen)
     diff = diff_lines(rejected_lines, chosen_lines)
@@ -158,12 +209,17 @@ def token_mask(offsets: Sequence[Span], spans: Sequence[Span]) -> list[bool]:
     return ((ends > starts) & found & (candidate_start < ends)).tolist()
 
 
-def fix_spans(chosen: str, rejected: str) -> list[Span]:
+def fix_spans(chosen: str, rejected: str, *, chosen_scope: Optional[LineRanges] = None,
+              rejected_scope: Optional[LineRanges] = None) -> list[Span]:
     """Character spans of ``chosen``'s fix lines: its lines outside the line-level LCS with ``rejected``.
 
     Unlike the rejected side's region, a fix that only deletes lines has no fix lines here (empty list): there
-    is nothing on the chosen side that the fix wrote.
+    is nothing on the chosen side that the fix wrote. The scopes restrict both sides to their code lines, as in
+    :func:`error_spans`.
     """
+    if rejected_scope is not None or chosen_scope is not None:
+        c_view, r_view = _Scope(chosen, chosen_scope), _Scope(rejected, rejected_scope)
+        return c_view.to_full(fix_spans(c_view.text, r_view.text))
     chosen_lines = split_lines(chosen)
     diff = diff_lines(split_lines(rejected), chosen_lines)
     return _merge(_runs(line_spans(chosen, chosen_lines), diff.chosen_lines))

@@ -73,6 +73,16 @@ def test_demo_end_to_end_with_pairs(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000, png
     metrics = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in m for m in metrics)
+    # The report gives this run's own displacement and margin, measured on held-out synthetic pairs.
+    mechanism = json.loads((out / "train" / "heldout_metrics.json").read_text())
+    assert mechanism["pairs"] >= 1 and set(mechanism["final"]) >= {"heldout/displacement", "heldout/margin"}
+    assert "What training did to likelihoods on held-out pairs" in report
+    assert f"Measured on {mechanism['pairs']} pairs" in report
+    assert f"| {mechanism['final']['heldout/margin']:.4f} |" in report
+    # Refine drew two candidates per task and round (the demo's default repair sampling).
+    trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert {(t["round"], t["sample"]) for t in trajectories} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert "| candidates per task and round | 2 |" in report
 
     # A second run reuses every stage; a run with other settings on the same folder is refused.
     assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "0", "--refine-script", str(script)]) == 0
@@ -101,6 +111,8 @@ def test_demo_with_the_bundled_model_tops_up_with_synthetic_pairs(tmp_path, caps
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {t["round"] for t in trajectories} <= {0, 1} and len({t["task_id"] for t in trajectories}) == 3
     assert all(t["sampler"].startswith("hf:") for t in trajectories)
+    assert {t["sample"] for t in trajectories} == {0, 1}  # repair sampling: two candidates per task and round
+    assert "What training did to likelihoods on held-out pairs" in report
 
 
 def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):

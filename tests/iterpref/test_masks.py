@@ -177,3 +177,41 @@ def test_real_tokenizer_line_trace_and_soft_weights(tokenizer):
     hard = PairTokenizer(tokenizer, mask="line", layout="plain")(untraced)
     assert soft.rejected_ids == hard.rejected_ids
     assert soft.rejected_mask == [1.0 if m else 0.5 for m in hard.rejected_mask]
+
+
+SCOPED_CASES = [
+    (REJ, CHO),
+    ("def f(xs):\n    s = 0\n    return s\n", "def f(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"),
+    ("x = 1\nprint(x)\ny = 2\n", "x = 1\ny = 2\n"),
+    ("a = 1\nb = 2\nc = 3\nd = 4\ne = 5", "a = 1\nb = 20\nc = 3\nd = 40\ne = 5"),
+    ("if x:\n\n  y()\n", "if x:\n  y()\n"),
+]
+
+
+@pytest.mark.parametrize("rejected, chosen", SCOPED_CASES)
+def test_a_scope_of_every_line_changes_nothing(rejected, chosen):
+    whole_r, whole_c = [[1, rejected.count("\n") + 1]], [[1, chosen.count("\n") + 1]]
+    for mode in MASK_MODES:
+        assert error_spans(rejected, chosen, mode, 1, [2], rejected_scope=whole_r, chosen_scope=whole_c) == \
+            error_spans(rejected, chosen, mode, 1, [2]), mode
+    assert fix_spans(chosen, rejected, chosen_scope=whole_c, rejected_scope=whole_r) == fix_spans(chosen, rejected)
+
+
+def test_scoped_spans_leave_out_lines_outside_the_scope_and_the_newlines_before_them():
+    rejected = "Intro.\n```\na = 1\nb = 2\n```\nMiddle.\n```\nc = 3\n```\nEnd."
+    chosen = "Other intro.\n```\na = 1\nb = 20\n```\nOther middle.\n```\nc = 30\n```\nThe end."
+    scope = [[3, 4], [8, 8]]
+    assert covered(rejected, error_spans(rejected, chosen, "line", rejected_scope=scope, chosen_scope=scope)) == [
+        "b = 2", "c = 3"]
+    assert covered(rejected, error_spans(rejected, chosen, "token", rejected_scope=scope, chosen_scope=scope)) == [
+        "2", "3"]
+    assert covered(rejected, error_spans(rejected, chosen, "prefix_suffix", rejected_scope=scope,
+                                         chosen_scope=scope)) == ["b = 2", "c = 3"]
+    # A trace line outside the code is dropped; one inside it widens the region as usual.
+    assert covered(rejected, error_spans(rejected, chosen, "line+trace", trace_lines=[1, 3], rejected_scope=scope,
+                                         chosen_scope=scope)) == ["a = 1\nb = 2", "c = 3"]
+    assert covered(chosen, fix_spans(chosen, rejected, chosen_scope=scope, rejected_scope=scope)) == ["b = 20",
+                                                                                                       "c = 30"]
+    # The whole-reply diff would have marked the prose lines too.
+    assert "Intro." in covered(rejected, error_spans(rejected, chosen, "line"))
+    assert error_spans(rejected, chosen, "none", rejected_scope=scope) == [(0, len(rejected))]
