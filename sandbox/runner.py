@@ -2410,7 +2410,16 @@ def run_batch(runs: list, workers: int, zygote: socket.socket, ready: Sequence[_
                 if worker.program and worker.program.done:
                     results[worker.program.index] = worker.program.result()
                     worker.program, busy = None, busy - 1
-                    idle.append(worker)
+                    if queue:
+                        idle.append(worker)
+                    else:  # nothing left for it: let it exit now, before it forks a loader for a next program
+                        sel.unregister(worker.res_r)
+                        if worker.pending:
+                            sel.unregister(worker.job_w)
+                        worker.close()
+                        break
+            if worker.res_r < 0:
+                continue
             if not data:  # the supervisor died: its program has no trustworthy result; a new one replaces it
                 sel.unregister(worker.res_r)
                 if worker.pending:
@@ -2573,6 +2582,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switch-uids", action="store_true",
                         help="as root with only CAP_SETUID/CAP_SETGID/CAP_KILL (the runner container): run every "
                              "program and every checker under a fresh unprivileged uid of its own")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve jobs one after another (the container guard): each a 4-byte length and the job "
+                             "on stdin, answered with a 4-byte length and the answer on stdout; after each answer, "
+                             "one byte 'g' on stdin asks for the next; readiness is 'r' and the zygote's pid")
     parser.add_argument("--confine", action="store_true",
                         help="as root in fresh namespaces: read-only mounts, private /tmp, an unprivileged uid")
     args = parser.parse_args(argv)
@@ -2603,6 +2616,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # a trimmed-down Python in some image: that module just is not warm
             pass
     zygote, zygote_pid = _start_zygote(args.workdir)  # before stdin: it never holds an expected value
+    if args.serve:
+        try:
+            return _serve_jobs(zygote, zygote_pid, args.ready_fd)
+        finally:
+            zygote.close()
+            _kill_children()
     ready: list[_Worker] = []
     try:
         # One supervisor (with its first loader) starts while the job is still on its way: a warm container's
@@ -2638,6 +2657,41 @@ def main(argv: list[str] | None = None) -> int:
         except ChildProcessError:
             pass
         _kill_children()
+
+
+def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) -> int:
+    """Job after job for the container guard (--serve). Before each, one supervisor with its first loader starts
+    and the guard hears "r" and the zygote's pid; the guard resets the container between jobs (killing every
+    process but us and the zygote) and says "g" when done. The zygote was forked before any job, and supervisors
+    come from it, so no job's data reaches a later job's processes. Returns the exit status."""
+    if ready_fd is None:
+        print("runner: --serve needs --ready-fd", file=sys.stderr)
+        return 2
+    while True:
+        try:
+            ready = [_Worker(zygote)]
+        except OSError:  # the zygote is gone: run_batch reports it per program
+            ready = []
+        os.write(ready_fd, b"r" + zygote_pid.to_bytes(4, "big"))
+        head = _read_exact(0, 4)
+        if head is None:  # the guard is done with us
+            for worker in ready:
+                worker.close()
+            return 0
+        body = _read_exact(0, int.from_bytes(head, "big"))
+        try:
+            batch = json.loads(body or b"")
+            runs, workers = batch["runs"], int(batch.get("workers") or os.cpu_count() or 1)
+            if not isinstance(runs, list):
+                raise TypeError("`runs` must be a list")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"runner: bad input: {exc}", file=sys.stderr)
+            return 2
+        answer = json.dumps({"results": run_batch(runs, workers, zygote, ready)}).encode()
+        _write_all(1, len(answer).to_bytes(4, "big") + answer)
+        del batch, runs, body, answer
+        if _read_exact(0, 1) != b"g":
+            return 0
 
 
 if __name__ == "__main__":

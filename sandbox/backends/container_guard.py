@@ -35,11 +35,9 @@ too) and learns the nonce cannot produce an answer the backend accepts.
 import ctypes
 import hashlib
 import hmac
-import json
 import os
 import select
 import signal
-import socket
 import sys
 from importlib.machinery import SourceFileLoader, SourcelessFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -64,7 +62,6 @@ ALLOWED_CAPS = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID)
 RUNNER = os.environ.get("SANDBOX_RUNNER_PATH", "/opt/sandbox/runner.py")
 # The image byte-compiles the runner next to it: every container start then skips ~20 ms of compiling it.
 RUNNER_CODE = RUNNER[:-3] + ".pyc" if RUNNER.endswith(".py") and os.path.isfile(RUNNER[:-3] + ".pyc") else RUNNER
-PARSE_ATTEMPTS = 8  # early-completion checks per answer; past that, wait for the runner to exit
 
 
 def load_runner():
@@ -86,92 +83,44 @@ def load_runner():
     return module
 
 
-class Spawner:
-    """The process every job's runner is forked from. Forked from the guard before the guard reads any job, it
-    never holds a job or an answer: the guard's own memory does (it reads the job, frames the answer), and a
-    runner forked from the guard would carry what is left of earlier jobs' expected values and results into the
-    next job's processes, where its candidate could read them. Reset spares it (``container_reset``)."""
-
-    def __init__(self, libc, runner) -> None:
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.pid = os.fork()
-        if self.pid == 0:
-            try:
-                self.sock.close()
-                spawner_main(libc, runner, theirs)
-            finally:
-                os._exit(70)
-        theirs.close()
-
-    def start_runner(self) -> tuple:
-        """A fresh runner with pipes on its stdin and stdout and one it reports readiness on; returns
-        (pid, job_w, answer_r, ready_r). The runner is re-parented to the guard, which reaps it."""
-        job_r, job_w = os.pipe()
-        answer_r, answer_w = os.pipe()
-        ready_r, ready_w = os.pipe()
+def start_runner(libc, runner) -> tuple:
+    """Fork the runner (serving job after job, --serve) with pipes on its stdin and stdout and one it reports
+    readiness on; returns (pid, job_w, answer_r, ready_r). Called before the guard reads any job: the runner
+    and everything it forks never hold what the guard's memory does."""
+    job_r, job_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
         try:
-            socket.send_fds(self.sock, [b"r"], [job_r, answer_w, ready_w])
-            pid = int.from_bytes(_read_exact(self.sock, 4), "big")
-        finally:
-            for fd in (job_r, answer_w, ready_w):
+            libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # inherited over fork; re-asserted for clarity
+            os.dup2(job_r, 0)
+            os.dup2(answer_w, 1)
+            for fd in (job_r, job_w, answer_r, answer_w, ready_r):
                 os.close(fd)
-        if not pid:
-            raise OSError("the spawner could not fork a runner")
-        return pid, job_w, answer_r, ready_r
+            code = runner.main(["--ready-fd", str(ready_w), "--switch-uids", "--serve", *sys.argv[1:]])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    for fd in (job_r, answer_w, ready_w):
+        os.close(fd)
+    return pid, job_w, answer_r, ready_r
 
 
-def spawner_main(libc, runner, sock) -> None:
-    """Fork a runner for every request, through a short-lived middle process (so the runner's parent becomes
-    the guard, the nearest subreaper); answer with its pid, 0 if it failed. Never returns."""
-    while True:
-        try:
-            _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 3)
-        except OSError:
-            fds = []
-        if len(fds) != 3:  # the guard is gone or done
-            os._exit(0)
-        pid_r, pid_w = os.pipe()
-        middle = os.fork()
-        if middle == 0:
-            os.close(pid_r)
-            runner_pid = os.fork()
-            if runner_pid == 0:
-                os.close(pid_w)
-                sock.close()
-                run_runner(libc, runner, *fds)
-            os.write(pid_w, runner_pid.to_bytes(4, "big"))
-            os._exit(0)
-        os.close(pid_w)
-        for fd in fds:
-            os.close(fd)
-        found = os.read(pid_r, 4)
-        os.close(pid_r)
-        os.waitpid(middle, 0)
-        sock.sendall(found if len(found) == 4 else bytes(4))
+def await_runner(ready_r: int) -> int:
+    """The zygote's pid once the runner says it is ready for a job; 0 if it died instead."""
+    message = _read_exact(ready_r, 5)
+    return int.from_bytes(message[1:], "big") if len(message) == 5 and message[:1] == b"r" else 0
 
 
-def run_runner(libc, runner, job_r: int, answer_w: int, ready_w: int) -> None:
-    """Become the runner: job on stdin, answer on stdout; never returns."""
-    code = 70
-    try:
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # inherited over fork; re-asserted for clarity
-        os.dup2(job_r, 0)
-        os.dup2(answer_w, 1)
-        os.close(job_r)
-        os.close(answer_w)
-        code = runner.main(["--ready-fd", str(ready_w), "--switch-uids", *sys.argv[1:]])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _read_exact(sock, size: int) -> bytes:
+def _read_exact(fd: int, size: int) -> bytes:
     data = b""
     while len(data) < size:
-        chunk = sock.recv(size - len(data))
+        chunk = os.read(fd, size - len(data))
         if not chunk:
             break
         data += chunk
@@ -179,24 +128,17 @@ def _read_exact(sock, size: int) -> bytes:
 
 
 def read_answer(pid: int, answer_r: int) -> tuple:
-    """The runner's stdout and a status: b"ok" once it holds one complete JSON value, else the exit status."""
-    data = bytearray()
-    attempts = 0
-    while True:
-        chunk = os.read(answer_r, 1 << 20)
-        if not chunk:
-            break
-        data += chunk
-        caught_up = not select.select([answer_r], [], [], 0)[0]
-        if data.endswith(b"}") and caught_up and attempts < PARSE_ATTEMPTS:
-            attempts += 1
-            try:
-                json.loads(data)
-                return b"ok", bytes(data)
-            except ValueError:
-                pass
+    """The runner's answer and a status: b"ok" with the answer once it arrived whole (a 4-byte length, then that
+    many bytes), else the runner's exit status and whatever it wrote."""
+    head = _read_exact(answer_r, 4)
+    if len(head) == 4:
+        answer = _read_exact(answer_r, int.from_bytes(head, "big"))
+        if len(answer) == int.from_bytes(head, "big"):
+            return b"ok", answer
+    else:
+        answer = head
     _, status = os.waitpid(pid, 0)
-    return str(os.waitstatus_to_exitcode(status)).encode(), bytes(data)
+    return str(os.waitstatus_to_exitcode(status)).encode(), answer
 
 
 def privileges() -> dict:
@@ -237,17 +179,12 @@ def main() -> int:
         sys.stderr.write("guard: cannot make itself non-dumpable; refusing to serve\n")
         return 70
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the job re-parent here and die below
-    spawner = Spawner(libc, load_runner())
+    pid, job_w, answer_r, ready_r = start_runner(libc, load_runner())
+    zygote = await_runner(ready_r)
     baseline = container_reset.snapshot()
     ready = READY
     while True:
-        try:
-            pid, job_w, answer_r, ready_r = spawner.start_runner()  # it blocks on its stdin once started
-            started = os.read(ready_r, 1) == b"r"
-            os.close(ready_r)
-        except OSError:
-            started = False
-        if not started:  # a container that cannot serve says so by exiting
+        if not zygote:  # a container that cannot serve says so by exiting
             sys.stderr.write("guard: the runner did not start\n")
             kill_the_rest()
             return 70
@@ -261,19 +198,22 @@ def main() -> int:
             sys.stderr.write("guard: no '<nonce> <key> <length> <again>' line before the job\n")
             kill_the_rest()
             return 2
-        answer_job(pid, job_w, answer_r, nonce, key, body, spare=(spawner.pid,) if again else ())
-        if not again:
+        keep = (pid, zygote) if again else ()
+        if not answer_job(pid, job_w, answer_r, nonce, key, body, keep) or not again:
             return 0
         try:
-            container_reset.reset(libc, baseline, keep=(spawner.pid,))
+            container_reset.reset(libc, baseline, keep=keep)
+            os.write(job_w, b"g")  # the runner starts its next supervisor only now, in a clean container
         except (container_reset.NotClean, OSError) as exc:
             sys.stderr.write(f"guard: cannot reset the container for another job: {exc}\n")
             kill_the_rest()
             return 75
+        if await_runner(ready_r) != zygote:
+            zygote = 0
+            continue
         # Only the guard can say the reset is done: the ready line is signed with the key of the job just
         # answered, which nothing else in the container ever held.
         ready = b"%s ready %s %s\n" % (HEADER, nonce, sign(key, b"ready " + nonce))
-        del nonce, key, job, body  # the next runner is forked from this frame: it inherits no job of the past
 
 
 def read_job():
@@ -303,38 +243,36 @@ def read_job():
     return nonce, key, again == b"1", bytes(body)
 
 
-def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, job: bytes, spare: tuple) -> None:
+def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, job: bytes, spare: tuple) -> bool:
     """Hand ``job`` to the runner, then write the signed frame with its answer; every process but init, the
-    guard and ``spare`` is killed around the write."""
+    guard and ``spare`` is killed around the write. True if the runner answered and lives on."""
     try:
-        view = memoryview(job)
-        while view:  # the runner reads all of its stdin before it writes anything
-            view = view[os.write(job_w, view) :]
+        write_all(len(job).to_bytes(4, "big") + job, job_w)
     except BrokenPipeError:
         pass
-    os.close(job_w)
     status, answer = read_answer(pid, answer_r)
-    os.close(answer_r)
     frame = b"%s %s %s %d %s\n%s" % (HEADER, nonce, status, len(answer), sign(key, status + b" " + answer), answer)
     # Leftovers of the job die before the answer goes out, so none can write into the middle of it: except for
     # an answer of at most PIPE_BUF bytes, written in one write(), which the kernel never interleaves with
     # another writer's bytes. Those go first, since the dying processes would take the CPU from the answer.
+    spare = spare if status == b"ok" else ()
     small = len(frame) <= select.PIPE_BUF
     if not small:
         kill_the_rest(spare)
     write_all(frame)
     if small:
         kill_the_rest(spare)
+    return status == b"ok"
 
 
 def sign(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
 
 
-def write_all(data: bytes) -> None:
+def write_all(data: bytes, fd: int = 1) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(1, view) :]
+        view = view[os.write(fd, view) :]
 
 
 def kill_the_rest(spare: tuple = ()) -> None:

@@ -4,16 +4,18 @@ The guard (container_guard.py) calls ``reset()`` after every answer of a contain
 can leave state behind only in the kernel objects that outlive its processes; the container (read-only root,
 private IPC namespace, no network, default seccomp, which refuses the keyring calls) has exactly these:
 
-- processes: every one but init, the guard and its spawner (container_guard.py) is killed with SIGKILL,
-  stopped and daemonised ones included, and reaped, until /proc lists nobody else;
+- processes: every one but init, the guard, the runner's judge and its zygote (``keep``: harness processes that
+  never run candidate code, and were forked before any job) is killed with SIGKILL, stopped and daemonised ones
+  included, until /proc lists nobody else alive (a zombie has no memory and no descriptors left; its parent
+  reaps it when it next looks);
 - files: the writable mounts a program's uid can write into are the work tmpfs, /dev/shm (POSIX shared memory
   and named semaphores) and /dev/mqueue (POSIX message queues); each is emptied. ``/dev`` and the cgroup tmpfs
   are writable by uid 0 only, and every other mount is read-only;
 - System V IPC: shared memory segments, semaphore sets and message queues, listed in /proc/sysvipc, removed.
 
 File descriptors, threads, signal dispositions, rlimits, environment and working directory belong to processes,
-and every process of a job is gone: the next job's runner is forked from the guard's spawner, which never runs
-candidate code and never holds a job or an answer. ``reset()`` checks that the guard's own state is still what it was (open descriptors, one thread, uids,
+and every process of a job is gone: the next job's supervisor and loader are forked from the runner's zygote,
+which was forked before the first job and never holds a job, an expected value or an answer. ``reset()`` checks that the guard's own state is still what it was (open descriptors, one thread, uids,
 capabilities, cwd, environment) along with the rest, and the container is retired if any check fails.
 
 The guard holds no CAP_DAC_OVERRIDE or CAP_FOWNER, so it removes a program's files as their owner would: it
@@ -87,7 +89,7 @@ def kill_all_others(keep: tuple = (), wait_s: float = KILL_WAIT_S) -> None:
             except ProcessLookupError:
                 pass
         _reap_children()
-        others = [pid for pid in _pids() if pid not in spared]
+        others = [pid for pid in _live_pids() if pid not in spared]
         if not others:
             return
         if time.monotonic() > deadline:
@@ -150,12 +152,12 @@ def remove_sysv_ipc() -> None:
 
 def verify(baseline: dict, keep: tuple = ()) -> None:
     """Check independently of the steps above that nothing of the job is left and the guard is unchanged."""
-    pids = _pids()
+    pids = _live_pids()
     others = [pid for pid in pids if pid not in (1, os.getpid(), *keep)]
     if others:
         raise NotClean(f"processes still present: {others[:8]}")
     if any(pid not in pids for pid in keep):
-        raise NotClean("a helper of the guard is gone")
+        raise NotClean("a process the reset spares (the runner's judge or zygote) is gone")
     for path in RESET_PATHS:
         if os.path.isdir(path) and os.listdir(path):
             raise NotClean(f"{path} is not empty")
@@ -191,6 +193,20 @@ def _reap_children() -> None:
 
 def _pids() -> list:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _live_pids() -> list:
+    """Processes that are not zombies (a zombie is gone but for its exit status, until its parent reaps it)."""
+    live = []
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z":
+            live.append(pid)
+    return live
 
 
 def _open_fds() -> list:

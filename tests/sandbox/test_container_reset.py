@@ -89,7 +89,7 @@ def test_verify_names_what_is_not_as_it_was(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.setattr(container_reset, "RESET_PATHS", (str(work),))
-    monkeypatch.setattr(container_reset, "_pids", lambda: [1, os.getpid()])
+    monkeypatch.setattr(container_reset, "_live_pids", lambda: [1, os.getpid()])
     monkeypatch.setattr(container_reset, "_SYSVIPC", ())
     baseline = snapshot()
     verify(baseline)  # nothing changed: no complaint
@@ -110,6 +110,6 @@ def test_verify_names_what_is_not_as_it_was(tmp_path, monkeypatch):
         verify(baseline)
     monkeypatch.delenv("LEFT_BY_A_JOB")
 
-    monkeypatch.setattr(container_reset, "_pids", lambda: [1, os.getpid(), 4242])
+    monkeypatch.setattr(container_reset, "_live_pids", lambda: [1, os.getpid(), 4242])
     with pytest.raises(NotClean, match="processes still present"):
         verify(baseline)
