@@ -12,20 +12,24 @@ nor another job. Beyond that, the guard closes the doors to the container's stdo
 - the backend's job arrives as a line ``<nonce> <key> <length> <again>`` (nonce and key random, fresh per job),
   then the runner's JSON job; the runner never sees nonce or key, and the guard's memory is unreadable to the
   candidate;
-- once the runner has started (forked from the guard, which loaded the runner's code once: a zygote, a
-  supervisor and its first loader forked), the guard writes ``IPSB1 ready`` on stdout: the pool counts a
-  container as warm only then, so no job waits for a runner that is still starting;
+- the runner is forked once, before the guard reads any job, and serves job after job (``--serve``); once it
+  has started (imports, zygote, a supervisor and its first loader forked) the guard writes ``IPSB1 ready`` on
+  stdout: the pool counts a container as warm only then, so no job waits for a runner that is still starting;
 - once the runner's answer is complete (or the runner exits), the guard kills every other process in the
-  container (kill(-1) spares only init and the caller; for an answer that fits one atomic pipe write, right
-  after writing it) and writes ``IPSB1 <nonce> <status> <length> <mac>\n``
-  and the answer, where ``status`` is ``ok`` for a complete answer, else the runner's exit status, and ``mac`` is
-  HMAC-SHA256 under ``key`` of ``status`` and the answer.
+  container but the runner's judge and zygote (for an answer that fits one atomic pipe write, right after
+  writing it) and writes ``IPSB1 <nonce> <status> <length> <mac>\n`` and the answer, where ``status`` is ``ok``
+  for a complete answer, else the runner's exit status, and ``mac`` is HMAC-SHA256 under ``key`` of ``status``
+  and the answer.
 
-With ``again`` set, the guard then resets the container (container_reset.py: every other process killed, every
-writable path emptied, System V IPC removed, its own state checked), forks a fresh runner and writes
-``IPSB1 ready <nonce> <mac>`` with the MAC of ``ready <nonce>`` under the finished job's key: only then does
-the pool hand the container another job. A reset that cannot be proven complete ends the guard, and with it the
-container. Without ``again`` (single use, or a container's last job) the guard exits after answering.
+With ``again`` set and a complete answer, the guard then resets the container (container_reset.py: every process
+but init, itself, the judge and the zygote killed, every writable path emptied, System V IPC removed, its own
+state checked), tells the runner to start its next supervisor, and once it is ready writes
+``IPSB1 ready <nonce> <mac>`` with the MAC of ``ready <nonce>`` under the finished job's key: only then does the
+pool hand the container another job. The judge and the zygote never run candidate code and cannot be signalled
+or traced by it (other uids, non-dumpable); the zygote, which every later supervisor, loader and checker is
+forked from, was forked before the first job, so it holds nothing of any job. A reset that cannot be proven
+complete ends the guard, and with it the container. Without ``again`` (single use, or a container's last job)
+the guard kills everything and exits after answering.
 
 The backend trusts only an answer whose header carries its nonce and whose MAC checks out. The key never leaves
 the guard, so even a process that reads the container's stdout stream (init's pipe can be opened for reading
