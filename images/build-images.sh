@@ -3,7 +3,7 @@
 # when present), the base image (BASE_IMAGE, or the registry-free Debian one from build-base-image.sh), then
 # both images. Usage: images/build-images.sh [--bigcodebench]    env: BASE_IMAGE, RUNNER_IMAGE, EXECUTOR_IMAGE, PYTHON,
 # BIGCODEBENCH_IMAGE. --bigcodebench also builds the optional runner image with BigCodeBench's libraries
-# (images/Dockerfile.runner-bigcodebench; about 330 MB of wheels, 1.5 GB of image; CI does not build it).
+# (images/Dockerfile.runner-bigcodebench; about 680 MB of wheels, 3.5 GB of image; CI does not build it).
 set -euo pipefail
 
 bigcodebench=
