@@ -97,19 +97,25 @@ def _library_setup_problem() -> str | None:
     problem = docker_problem(IMAGE)
     if problem:
         return f"{problem} (the optional image: images/build-images.sh --bigcodebench)"
-    inside = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", IMAGE, "-c",
-                             _versions_script()], capture_output=True, text=True, timeout=120)
-    if inside.returncode != 0:
-        return f"cannot list {IMAGE}'s libraries: {inside.stderr.strip()[-300:]}"
-    image = json.loads(inside.stdout)
+    import docker
+
+    try:
+        inside = docker.from_env().containers.run(IMAGE, entrypoint=["python3", "-c", _versions_script()],
+                                                  network_disabled=True, remove=True)
+    except docker.errors.DockerException as exc:
+        return f"cannot list {IMAGE}'s libraries: {str(exc)[-300:]}"
+    image = json.loads(inside)
     runner = hashlib.sha256((ROOT / "sandbox" / "runner.py").read_bytes()).hexdigest()
     if image.pop("runner.py", None) != runner:
         return f"{IMAGE} holds another runner.py than this checkout: run images/build-images.sh --bigcodebench"
-    oracle = subprocess.run([ORACLE_PYTHON, "-c", "import bigcodebench.eval\n" + _versions_script()],
-                            capture_output=True, text=True, timeout=120)
+    try:
+        oracle = subprocess.run([ORACLE_PYTHON, "-c", "import bigcodebench.eval\n" + _versions_script()],
+                                capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        return f"cannot run the official grader's interpreter {ORACLE_PYTHON}: {exc}"
     if oracle.returncode != 0:
-        return (f"the official grader's interpreter {ORACLE_PYTHON} lacks bigcodebench: see docs/benchmarks.md "
-                "(BigCodeBench libraries) for the venv, then set BIGCODEBENCH_ORACLE_PYTHON")
+        return (f"the official grader's interpreter {ORACLE_PYTHON} lacks bigcodebench: make the venv that "
+                "docs/benchmarks.md describes (the library fixture) and set BIGCODEBENCH_ORACLE_PYTHON to its python")
     host = json.loads(oracle.stdout)
     host.pop("runner.py", None)
     if host != image:
