@@ -70,7 +70,7 @@ def process_cpu_s(pid: int) -> float:
 
 def engine_cpu_s() -> float:
     """CPU seconds of every container on the host (the docker cgroup: other users' containers count too) plus
-    the engine daemons. Per-container shims that already exited are not counted."""
+    the engine daemons and the live per-container shims. Shims that already exited are not counted."""
     try:
         containers = int(Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage").read_text()) / 1e9
     except OSError:
@@ -82,7 +82,7 @@ def engine_cpu_s() -> float:
                 name = (entry / "comm").read_text().strip()
             except OSError:
                 continue
-            if name in ("dockerd", "containerd"):
+            if name in ("dockerd", "containerd") or name.startswith("containerd-shim"):
                 daemons += process_cpu_s(int(entry.name))
     return containers + daemons
 

