@@ -174,10 +174,15 @@ def _sigkill(pid: int) -> None:
             pass
 
 
+# Children a supervisor keeps for its whole life (its loader template): no kill loop of its takes them.
+_KEPT_CHILDREN: tuple[int, ...] = ()
+
+
 def _kill_children(spare: tuple[int, ...] = ()) -> None:
-    """SIGKILL and reap every child except ``spare``, again and again: orphans of the killed re-parent to us
-    (we are a child subreaper), so the loop ends only when no escaped descendant is left. Stopped processes
-    die too, SIGKILL needs no cooperation."""
+    """SIGKILL and reap every child except ``spare`` (and _KEPT_CHILDREN), again and again: orphans of the killed
+    re-parent to us (we are a child subreaper), so the loop ends only when no escaped descendant is left.
+    Stopped processes die too, SIGKILL needs no cooperation."""
+    spare = spare + _KEPT_CHILDREN
     for _ in range(10_000):
         victims = [pid for pid in _children() if pid not in spare]
         if not victims:
@@ -312,7 +317,6 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     _io = (marshal.dumps, marshal.loads, os.read, os.write, _describe)  # serving the checker (_serve)
 
     os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(out_w, 1)
@@ -325,6 +329,9 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     job = _recv_frame(job_r)
     if job is None:  # the supervisor is closing down
         _exit(0)
+    # Made by a middle process that is gone by now (see _LoaderTemplate), this loader is its supervisor's child:
+    # it dies with the supervisor from here on (before, the supervisor's end closed the job pipe).
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _close(job_r)
     if job["mode"] == "test_file":  # written by the loader: the work directory may be private to its uid
         for name, text in ((SOLUTION_FILE, job["code"]), (TEST_FILE, job["test_file"])):
@@ -1261,6 +1268,15 @@ class _BlankLoader:
             os.close(fd)
         loader_ctl.close()
 
+    @classmethod
+    def adopt(cls, pid: int, workdir: str, uid: int | None, ctl: socket.socket, out_r: int, err_r: int,
+              job_w: int) -> _BlankLoader:
+        """A blank loader another process forked, from the descriptors and facts it passed on."""
+        loader = cls.__new__(cls)
+        loader.pid, loader.workdir, loader.uid, loader.ctl = pid, workdir, uid, ctl
+        loader.out_r, loader.err_r, loader.job_w = out_r, err_r, job_w
+        return loader
+
     def send_job(self, job: dict) -> bool:
         """Hand the program over; False if the loader is already gone."""
         try:
@@ -1279,6 +1295,59 @@ class _BlankLoader:
         self.ctl.close()
         _kill_children()
         _remove_workdir(self.workdir, self.uid)
+
+
+class _LoaderTemplate:
+    """A copy of its supervisor made before the supervisor saw any program, which makes all of its loaders.
+
+    A supervisor serves program after program; what is left of earlier programs in its memory (their code, their
+    assert tests) would be inherited by every loader it forked later, and the candidate in it could read it. So
+    the supervisor forks this template first; for each blank loader the template forks a middle process that
+    forks the loader and passes its descriptors to the supervisor, then exits. The loader, orphaned, is adopted by
+    its nearest subreaper, the supervisor, which waits for it and kills it as before. Checkers never run candidate
+    code, so the supervisor forks them itself."""
+
+    def __init__(self, workroot: str) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.sock.close()
+                _template_main(theirs, workroot)
+            finally:
+                os._exit(70)
+        theirs.close()
+
+    def make_loader(self) -> _BlankLoader:
+        """A new blank loader, a child of ours; OSError if the template is gone."""
+        self.sock.send(b"L")
+        message, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 16, 4)
+        if not message or len(fds) != 4 or self.sock.recv(1) != b"k":  # "k": the middle process is reaped
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the loader template is gone")
+        pid, workdir, uid = marshal.loads(message)
+        ctl, out_r, err_r, job_w = fds
+        return _BlankLoader.adopt(pid, workdir, uid, socket.socket(fileno=ctl), out_r, err_r, job_w)
+
+    def close(self) -> None:
+        self.sock.close()  # it reads the end and exits
+
+
+def _template_main(sock: socket.socket, workroot: str) -> None:
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    while sock.recv(1) == b"L":
+        middle = os.fork()
+        if middle == 0:
+            try:
+                loader = _BlankLoader(workroot)
+                socket.send_fds(sock, [marshal.dumps((loader.pid, loader.workdir, loader.uid))],
+                                [loader.ctl.fileno(), loader.out_r, loader.err_r, loader.job_w])
+            finally:
+                os._exit(0)
+        os.waitpid(middle, 0)
+        sock.send(b"k")
+    os._exit(0)
 
 
 def _remove_workdir(path: str, uid: int | None = None) -> None:
@@ -1716,10 +1785,13 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 sock.close()
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 _prctl(PR_SET_CHILD_SUBREAPER, 1)
+                template = _LoaderTemplate(workroot)  # before any program: see the class
+                global _KEPT_CHILDREN
+                _KEPT_CHILDREN = (template.pid,)
                 loader, checker = None, None
                 while True:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
-                        loader = _BlankLoader(workroot)  # forked while we wait: the next program finds it ready
+                        loader = template.make_loader()  # made while we wait: the next program finds it ready
                     if checker is None and not select.select([job_r], [], [], 0)[0]:
                         checker = _BlankChecker()  # likewise for its first assert test
                     job = _recv_frame(job_r)
@@ -1733,7 +1805,7 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                     if checker is not None and not uses_checker:
                         checker.discard()  # not for this program; a program that needs one makes its own
                         checker = None
-                    _Supervisor(job, job_r, res_w, loader or _BlankLoader(workroot), checker).run()
+                    _Supervisor(job, job_r, res_w, loader or template.make_loader(), checker).run()
                     loader, checker = None, None
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()

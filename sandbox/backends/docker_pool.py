@@ -305,8 +305,9 @@ class ContainerPool:
                 if clean and not self._closing:
                     self._idle.put_nowait(container)
                 else:
-                    event(log, "reset_failed", logging.WARNING, container=container.id[:12], jobs=container.jobs,
-                          stderr_tail=exchange.rest.stderr.decode("utf-8", "replace")[-500:])
+                    if not self._closing:
+                        event(log, "reset_failed", logging.WARNING, container=container.id[:12],
+                              jobs=container.jobs, stderr_tail=exchange.rest.stderr.decode("utf-8", "replace")[-500:])
                     self._destroy_soon(container)
                 self._wake.set()
 

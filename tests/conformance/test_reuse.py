@@ -242,3 +242,21 @@ def test_a_job_cannot_read_an_earlier_jobs_expected_values_from_memory(one_conta
     assert scanned_host == host, "the second job ran in another container; the test proves nothing"
     assert int(plain) >= 1 and int(scanned) > 1 << 20  # the scan works: it finds its own argument
     assert int(follows) == 0  # and nothing of the earlier job's expected value
+
+
+def test_a_program_cannot_read_the_tests_of_an_earlier_program_of_its_batch(one_container):
+    """Programs of one batch share a supervisor (one worker slot here); each loader is made by a copy of the
+    supervisor taken before it saw any program, so none inherits an earlier program's assert tests."""
+    import secrets
+
+    client, _ = one_container
+    token = secrets.token_hex(12)
+    earlier = {"code": "def f():\n    return 1\n", "limits": LIMITS,
+               "tests": [{"kind": "assert", "code": f"assert f() == 'SECRET-{token}'"}]}
+    later = {"code": SCAN, "limits": LIMITS,
+             "tests": [{"kind": "call", "entry_point": "scan", "args": [token], "expected": True}]}
+    response = client.post("/v1/batch", json={"runs": [earlier, later]})
+    first, second = response.json()["results"]
+    assert first["tests"][0]["verdict"] == "fail" and second["tests"][0]["verdict"] == "pass", response.text
+    _host, follows, plain, _scanned = second["tests"][0]["stdout"].split()
+    assert int(plain) >= 1 and int(follows) == 0

@@ -211,3 +211,21 @@ def test_verdicts_are_the_same_in_a_forked_child_and_in_the_loader(results):
     assert all("exit status 3" in t.message and t.stdout == "bye\n" for t in exited.tests)
     assert verdicts(slow) == ["timeout", "timeout"]
     assert all(t.duration_ms >= 300 for t in slow.tests)
+
+
+def test_a_program_cannot_read_the_tests_of_an_earlier_program_of_its_batch():
+    """One worker: both programs go through one supervisor, one after the other. The later one scans its own
+    memory for the earlier one's assert test (it must not have inherited it; see runner._LoaderTemplate)."""
+    import secrets
+
+    from tests.conformance.test_reuse import SCAN
+
+    token = secrets.token_hex(12)
+    earlier = RunRequest(code="def f():\n    return 1\n", limits=LIMITS,
+                         tests=[{"kind": "assert", "code": f"assert f() == 'SECRET-{token}'"}])
+    later = RunRequest(code=SCAN, limits={**LIMITS, "output_bytes": 10_000},
+                       tests=[{"kind": "call", "entry_point": "scan", "args": [token], "expected": True}])
+    first, second = LocalExecutor(workers=1).run_batch([earlier, later])
+    assert first.tests[0].verdict == Verdict.FAIL and second.tests[0].verdict == Verdict.PASS, second
+    _host, follows, plain, _scanned = second.tests[0].stdout.split()
+    assert int(plain) >= 1 and int(follows) == 0
