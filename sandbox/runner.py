@@ -1785,13 +1785,18 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 sock.close()
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 _prctl(PR_SET_CHILD_SUBREAPER, 1)
-                template = _LoaderTemplate(workroot)  # before any program: see the class
+                # A supervisor for several programs makes its loaders through a template forked now, before it
+                # sees any (see _LoaderTemplate); one for a single program forks its one loader itself.
+                many = data == b"supervisor+"
+                template = _LoaderTemplate(workroot) if many else None
                 global _KEPT_CHILDREN
-                _KEPT_CHILDREN = (template.pid,)
+                _KEPT_CHILDREN = (template.pid,) if template else ()
+                make_loader = template.make_loader if template else (lambda: _BlankLoader(workroot))
                 loader, checker = None, None
-                while True:  # one program after another until the judge closes the job pipe
+                served = 0
+                while many or not served:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
-                        loader = template.make_loader()  # made while we wait: the next program finds it ready
+                        loader = make_loader()  # made while we wait: the next program finds it ready
                     if checker is None and not select.select([job_r], [], [], 0)[0]:
                         checker = _BlankChecker()  # likewise for its first assert test
                     job = _recv_frame(job_r)
@@ -1805,8 +1810,8 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                     if checker is not None and not uses_checker:
                         checker.discard()  # not for this program; a program that needs one makes its own
                         checker = None
-                    _Supervisor(job, job_r, res_w, loader or template.make_loader(), checker).run()
-                    loader, checker = None, None
+                    _Supervisor(job, job_r, res_w, loader or make_loader(), checker).run()
+                    loader, checker, served = None, None, served + 1
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()
                 code = 70
@@ -2368,13 +2373,15 @@ class _Program:
 
 
 class _Worker:
-    """A supervisor process and its two pipes; it runs one program at a time."""
+    """A supervisor process and its two pipes; it runs one program at a time. With ``many`` it may run several
+    (and pays for a loader template, _LoaderTemplate); without, exactly one, then it exits."""
 
-    def __init__(self, zygote: socket.socket) -> None:
+    def __init__(self, zygote: socket.socket, many: bool = True) -> None:
+        self.many = many
         job_r, self.job_w = os.pipe()
         self.res_r, res_w = os.pipe()
         try:
-            zygote.sendmsg([b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+            zygote.sendmsg([b"supervisor+" if many else b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
                 job_r.to_bytes(4, sys.byteorder) + res_w.to_bytes(4, sys.byteorder)))])
         except OSError:  # the zygote is gone (a program killed it): the caller reports, we leak nothing
             os.close(self.job_w)
@@ -2445,7 +2452,7 @@ def run_batch(runs: list, workers: int, zygote: socket.socket, ready: Sequence[_
                 worker = idle.pop()
             else:
                 try:
-                    worker, spawned = _Worker(zygote), spawned + 1
+                    worker, spawned = _Worker(zygote, many=len(queue) >= workers), spawned + 1
                 except OSError:
                     results[program.index] = _infra("the runner's zygote died (a program in this batch may have "
                                                     "killed it); no supervisor could start", retryable=True)
@@ -2482,13 +2489,14 @@ def run_batch(runs: list, workers: int, zygote: socket.socket, ready: Sequence[_
                 if worker.program and worker.program.done:
                     results[worker.program.index] = worker.program.result()
                     worker.program, busy = None, busy - 1
-                    if queue:
+                    if queue and worker.many:
                         idle.append(worker)
-                    else:  # nothing left for it: let it exit now, before it forks a loader for a next program
-                        sel.unregister(worker.res_r)
+                    else:  # done with it (nothing left, or one program was its lot): it exits now, before it
+                        sel.unregister(worker.res_r)  # forks a loader for a next program
                         if worker.pending:
                             sel.unregister(worker.job_w)
                         worker.close()
+                        spawned -= 1
                         break
             if worker.res_r < 0:
                 continue
@@ -2699,7 +2707,7 @@ def main(argv: list[str] | None = None) -> int:
         # One supervisor (with its first loader) starts while the job is still on its way: a warm container's
         # single program then waits for no fork at all. Supervisors never see expected values, so this is safe.
         try:
-            ready = [_Worker(zygote)]
+            ready = [_Worker(zygote, many=False)]
         except OSError:  # the zygote is already gone: run_batch reports it per program
             ready = []
         if args.ready_fd is not None:
@@ -2741,7 +2749,7 @@ def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) ->
         return 2
     while True:
         try:
-            ready = [_Worker(zygote)]
+            ready = [_Worker(zygote, many=False)]
         except OSError:  # the zygote is gone: run_batch reports it per program
             ready = []
         os.write(ready_fd, b"r" + zygote_pid.to_bytes(4, "big"))

@@ -255,8 +255,11 @@ def test_a_program_cannot_read_the_tests_of_an_earlier_program_of_its_batch(one_
                "tests": [{"kind": "assert", "code": f"assert f() == 'SECRET-{token}'"}]}
     later = {"code": SCAN, "limits": LIMITS,
              "tests": [{"kind": "call", "entry_point": "scan", "args": [token], "expected": True}]}
-    response = client.post("/v1/batch", json={"runs": [earlier, later]})
-    first, second = response.json()["results"]
+    # The first program goes to the supervisor started before the batch (one program is its lot); the next two
+    # share one that serves several, the case the template exists for.
+    opener = {"code": "def f():\n    return 1\n", "tests": [{"kind": "call", "entry_point": "f", "expected": 1}]}
+    response = client.post("/v1/batch", json={"runs": [opener, earlier, later]})
+    _, first, second = response.json()["results"]
     assert first["tests"][0]["verdict"] == "fail" and second["tests"][0]["verdict"] == "pass", response.text
     _host, follows, plain, _scanned = second["tests"][0]["stdout"].split()
     assert int(plain) >= 1 and int(follows) == 0

@@ -225,7 +225,10 @@ def test_a_program_cannot_read_the_tests_of_an_earlier_program_of_its_batch():
                          tests=[{"kind": "assert", "code": f"assert f() == 'SECRET-{token}'"}])
     later = RunRequest(code=SCAN, limits={**LIMITS, "output_bytes": 10_000},
                        tests=[{"kind": "call", "entry_point": "scan", "args": [token], "expected": True}])
-    first, second = LocalExecutor(workers=1).run_batch([earlier, later])
+    # The first program goes to the supervisor started before the batch (one program is its lot); the next two
+    # share one that serves several, the case the template exists for.
+    opener = RunRequest(code=ADD, tests=[{"kind": "call", "entry_point": "add", "args": [1, 2], "expected": 3}])
+    _, first, second = LocalExecutor(workers=1).run_batch([opener, earlier, later])
     assert first.tests[0].verdict == Verdict.FAIL and second.tests[0].verdict == Verdict.PASS, second
     _host, follows, plain, _scanned = second.tests[0].stdout.split()
     assert int(plain) >= 1 and int(follows) == 0
