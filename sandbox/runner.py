@@ -1428,6 +1428,8 @@ class _Supervisor:
         out_r, err_r = self.loader.out_r, self.loader.err_r
         start = time.monotonic()
         sent = self.loader.send_job(self.job)
+        if sent and self.checker is None and self._asserts_after(-1):
+            self.checker = _BlankChecker()  # forked while the loader loads the program, not after
         self.load_out = _Capture(self.limits["output_bytes"])
         message: tuple[Any, ...] | None = None if sent else ("died",)
         over = False
@@ -1793,12 +1795,14 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 _KEPT_CHILDREN = (template.pid,) if template else ()
                 make_loader = template.make_loader if template else (lambda: _BlankLoader(workroot))
                 loader, checker = None, None
-                served = 0
+                served, wants_checker = 0, False
                 while many or not served:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
                         loader = make_loader()  # made while we wait: the next program finds it ready
-                    if checker is None and not select.select([job_r], [], [], 0)[0]:
-                        checker = _BlankChecker()  # likewise for its first assert test
+                    # Likewise a checker, once a program of ours had assert tests (the next ones likely have
+                    # too); otherwise a program that needs one forks it while its loader loads.
+                    if checker is None and wants_checker and not select.select([job_r], [], [], 0)[0]:
+                        checker = _BlankChecker()
                     job = _recv_frame(job_r)
                     if job is None:  # the end of the batch (no loader was forked for nothing if it was known)
                         if checker is not None:
@@ -1806,7 +1810,7 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                         if loader is not None:
                             loader.discard()
                         break
-                    uses_checker = any(test["kind"] == "assert" for test in job["tests"] or [])
+                    uses_checker = wants_checker = any(test["kind"] == "assert" for test in job["tests"] or [])
                     if checker is not None and not uses_checker:
                         checker.discard()  # not for this program; a program that needs one makes its own
                         checker = None
