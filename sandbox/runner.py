@@ -1789,13 +1789,13 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 _prctl(PR_SET_CHILD_SUBREAPER, 1)
                 # A supervisor for several programs makes its loaders through a template forked now, before it
                 # sees any (see _LoaderTemplate); one for a single program forks its one loader itself.
-                many = data == b"supervisor+"
+                many = b"+" in data
                 template = _LoaderTemplate(workroot) if many else None
                 global _KEPT_CHILDREN
                 _KEPT_CHILDREN = (template.pid,) if template else ()
                 make_loader = template.make_loader if template else (lambda: _BlankLoader(workroot))
                 loader, checker = None, None
-                served, wants_checker = 0, False
+                served, wants_checker = 0, b"c" in data
                 while many or not served:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
                         loader = make_loader()  # made while we wait: the next program finds it ready
@@ -2380,12 +2380,14 @@ class _Worker:
     """A supervisor process and its two pipes; it runs one program at a time. With ``many`` it may run several
     (and pays for a loader template, _LoaderTemplate); without, exactly one, then it exits."""
 
-    def __init__(self, zygote: socket.socket, many: bool = True) -> None:
+    def __init__(self, zygote: socket.socket, many: bool = True, checker: bool = False) -> None:
         self.many = many
         job_r, self.job_w = os.pipe()
         self.res_r, res_w = os.pipe()
+        # "+": it may serve several programs; "c": fork a checker ahead (its first program likely has assert tests)
+        order = b"supervisor" + (b"+" if many else b"") + (b"c" if checker else b"")
         try:
-            zygote.sendmsg([b"supervisor+" if many else b"supervisor"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
+            zygote.sendmsg([order], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
                 job_r.to_bytes(4, sys.byteorder) + res_w.to_bytes(4, sys.byteorder)))])
         except OSError:  # the zygote is gone (a program killed it): the caller reports, we leak nothing
             os.close(self.job_w)
@@ -2751,9 +2753,10 @@ def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) ->
     if ready_fd is None:
         print("runner: --serve needs --ready-fd", file=sys.stderr)
         return 2
+    asserts = False  # whether the last job had assert tests: the next one likely has too
     while True:
         try:
-            ready = [_Worker(zygote, many=False)]
+            ready = [_Worker(zygote, many=False, checker=asserts)]
         except OSError:  # the zygote is gone: run_batch reports it per program
             ready = []
         os.write(ready_fd, b"r" + zygote_pid.to_bytes(4, "big"))
@@ -2771,6 +2774,8 @@ def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) ->
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             print(f"runner: bad input: {exc}", file=sys.stderr)
             return 2
+        asserts = any(isinstance(run, dict) and any(isinstance(test, dict) and test.get("kind", "assert") == "assert"
+                                                    for test in run.get("tests") or []) for run in runs)
         answer = json.dumps({"results": run_batch(runs, workers, zygote, ready)}).encode()
         _write_all(1, len(answer).to_bytes(4, "big") + answer)
         del batch, runs, body, answer
