@@ -2723,11 +2723,8 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
         try:
-            batch = json.loads(sys.stdin.buffer.read())
-            runs, workers = batch["runs"], int(batch.get("workers") or os.cpu_count() or 1)
-            if not isinstance(runs, list):
-                raise TypeError("`runs` must be a list")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            runs, workers = _parse_batch(sys.stdin.buffer.read())
+        except ValueError as exc:
             print(f"runner: bad input: {exc}", file=sys.stderr)
             return 2
         results = run_batch(runs, workers, zygote, ready)
@@ -2743,6 +2740,18 @@ def main(argv: list[str] | None = None) -> int:
         except ChildProcessError:
             pass
         _kill_children()
+
+
+def _parse_batch(data: bytes) -> tuple[list, int]:
+    """(runs, workers) from a job's JSON; ValueError naming what is wrong."""
+    try:
+        batch = json.loads(data)
+        runs, workers = batch["runs"], int(batch.get("workers") or os.cpu_count() or 1)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(str(exc)) from exc
+    if not isinstance(runs, list):
+        raise ValueError("`runs` must be a list")
+    return runs, workers
 
 
 def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) -> int:
@@ -2767,18 +2776,15 @@ def _serve_jobs(zygote: socket.socket, zygote_pid: int, ready_fd: int | None) ->
             return 0
         body = _read_exact(0, int.from_bytes(head, "big"))
         try:
-            batch = json.loads(body or b"")
-            runs, workers = batch["runs"], int(batch.get("workers") or os.cpu_count() or 1)
-            if not isinstance(runs, list):
-                raise TypeError("`runs` must be a list")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            runs, workers = _parse_batch(body or b"")
+        except ValueError as exc:
             print(f"runner: bad input: {exc}", file=sys.stderr)
             return 2
         asserts = any(isinstance(run, dict) and any(isinstance(test, dict) and test.get("kind", "assert") == "assert"
                                                     for test in run.get("tests") or []) for run in runs)
         answer = json.dumps({"results": run_batch(runs, workers, zygote, ready)}).encode()
         _write_all(1, len(answer).to_bytes(4, "big") + answer)
-        del batch, runs, body, answer
+        del runs, body, answer
         if _read_exact(0, 1) != b"g":
             return 0
 
