@@ -13,8 +13,10 @@ Grading follows ``bigcodebench.eval.untrusted_check`` with the evaluator's defau
 - the test class runs as a ``test_file`` that takes every name the program defines, as BigCodeBench runs both
   in one module; a test that skips itself counts as passed, as in ``unittest.TestResult`` (only failures and
   errors fail a sample);
-- the whole suite has one time limit in BigCodeBench (240 s by default); here each test method has
-  ``time_s`` (default 60 s, the executor's maximum).
+- the test class runs as BigCodeBench runs it: all its tests in one process, in order, so that state one test
+  leaves behind (pyplot's current figure, a module attribute) reaches the next, under one time limit for the
+  whole suite (``time_s``, default 60 s, the executor's maximum; BigCodeBench's own default is 240 s). The
+  sample's one result fails with every failing test's traceback.
 
 Problems whose libraries or tests reach the network (``NETWORK_LIBS``) are listed by :func:`network_tasks`, so
 evaluation can report them apart: they cannot pass in the sandbox, which has no network.
@@ -64,6 +66,29 @@ class _PassSkips(type(_unittest.TestCase)):
 
 
 _unittest.TestCase = _PassSkips("TestCase", (_unittest.TestCase,), {})
+'''
+# Run after the test class: BigCodeBench runs the whole class in one process, one test after another (what one
+# test leaves behind, such as pyplot's current figure, reaches the next), under one time limit. So the classes
+# are taken out of the module, where the runner would find them and run each test from a fresh fork, and one
+# test runs them all in order, failing with every failure and error the suite had.
+TEST_EPILOGUE = '''
+
+_SUITE = []
+for _name, _case in list(globals().items()):
+    if (isinstance(_case, type) and issubclass(_case, _unittest.TestCase)
+            and _unittest.defaultTestLoader.getTestCaseNames(_case)):
+        _SUITE.append(_case)
+        del globals()[_name]
+
+
+def test_suite_in_one_process():
+    _result = _unittest.TestResult()
+    for _case in _SUITE:
+        _unittest.defaultTestLoader.loadTestsFromTestCase(_case).run(_result)
+    _problems = _result.failures + _result.errors
+    if _problems:
+        _report = "\\n".join(f"{_test.id()}:\\n{_text}" for _test, _text in _problems)
+        raise AssertionError(f"{len(_problems)} of {_result.testsRun} tests failed or raised:\\n{_report}")
 '''
 
 
@@ -127,7 +152,8 @@ def bigcodebench_tasks(source: Optional[str | Path] = None, *, hard: bool = Fals
     if split not in ("complete", "instruct"):
         raise DataError(f"BigCodeBench split must be complete or instruct, not {split!r}")
     problems = _select(read_problems(source_path(source)), task_list)[:limit]
-    return [Task(task_id=p["task_id"], prompt=p[f"{split}_prompt"], test_file=TEST_PRELUDE + "\n" + p["test"],
+    return [Task(task_id=p["task_id"], prompt=p[f"{split}_prompt"],
+                 test_file=TEST_PRELUDE + "\n" + p["test"] + TEST_EPILOGUE,
                  entry_point=p["entry_point"], reference=p["complete_prompt"] + "\n" + p["canonical_solution"],
                  limits={"time_s": time_s, "memory_mb": memory_mb, "output_bytes": 1024 * 1024})
             for p in problems]
