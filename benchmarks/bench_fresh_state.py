@@ -28,13 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_throughput import Measured, background_rate  # noqa: E402  (same folder)
+from bench_latency import TRIVIAL  # noqa: E402  (same folder)
+from bench_throughput import Measured, background_rate  # noqa: E402
 from sandbox.backends.docker_pool import ContainerPool, ContainerSpec  # noqa: E402
 from sandbox.backends.guard_protocol import await_ready  # noqa: E402
-from sandbox.models import RunRequest  # noqa: E402
 
-TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
-                     tests=[{"kind": "call", "entry_point": "f", "args": [1], "expected": 2}])
 JOB = json.dumps({"runs": [TRIVIAL.model_dump(mode="json")], "workers": 1}).encode()
 
 

@@ -35,13 +35,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_latency import percentile  # noqa: E402  (same folder)
+from bench_latency import TRIVIAL, percentile  # noqa: E402  (same folder)
 from bench_service_humaneval import engine_cpu_s, harness_with_exec_enabled, process_cpu_s  # noqa: E402
 from sandbox.launch import start_service  # noqa: E402
-from sandbox.models import RunRequest  # noqa: E402
 
-TRIVIAL = RunRequest(code="def f(x):\n    return x + 1\n",
-                     tests=[{"kind": "call", "entry_point": "f", "args": [1], "expected": 2}])
 HUMAN_EVAL_TRIVIAL = {"task_id": "trivial/0", "prompt": "def f(x):\n", "entry_point": "f",
                       "test": "def check(candidate):\n    assert candidate(1) == 2\n"}
 

@@ -122,9 +122,9 @@ class StdioTest(_Strict):
         "whitespace-separated tokens equal as decimal numbers (`1.0` equals `1.00`).")
 
 
-# NaN and the infinities have no literal syntax; ``repr`` writes them as these names, so a literal may use them.
 # The runner owns the literal reader (it is stdlib-only and shipped alone); callers outside it use the same one.
 read_literal = _runner.read_literal
+
 
 class Case(_Strict):
     """One input of a ``cases`` test: positional arguments and the expected return value, as Python literals."""

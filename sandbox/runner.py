@@ -1330,9 +1330,6 @@ class _LoaderTemplate:
         ctl, out_r, err_r, job_w = fds
         return _BlankLoader.adopt(pid, workdir, uid, socket.socket(fileno=ctl), out_r, err_r, job_w)
 
-    def close(self) -> None:
-        self.sock.close()  # it reads the end and exits
-
 
 def _template_main(sock: socket.socket, workroot: str) -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

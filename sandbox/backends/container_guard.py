@@ -69,8 +69,8 @@ RUNNER_CODE = RUNNER[:-3] + ".pyc" if RUNNER.endswith(".py") and os.path.isfile(
 
 
 def load_runner():
-    """The runner's code as a module, loaded once: each job's runner is forked from this process with its imports
-    done (and the modules it keeps warm for programs imported), so a job pays for forks, not for start-up."""
+    """The runner's code as a module, with the modules it keeps warm for programs imported: the runner is forked
+    from this process, before any job, and calls its ``main``."""
     loader_type = SourcelessFileLoader if RUNNER_CODE.endswith(".pyc") else SourceFileLoader
     loader = loader_type("sandbox_runner", RUNNER_CODE)
     spec = spec_from_loader("sandbox_runner", loader)
@@ -217,7 +217,7 @@ def main() -> int:
             continue
         # Only the guard can say the reset is done: the ready line is signed with the key of the job just
         # answered, which nothing else in the container ever held.
-        ready = b"%s ready %s %s\n" % (HEADER, nonce, sign(key, b"ready " + nonce))
+        ready = reset_line(nonce, key)
 
 
 def read_job():
@@ -270,7 +270,13 @@ def answer_job(pid: int, job_w: int, answer_r: int, nonce: bytes, key: bytes, jo
 
 
 def sign(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of ``message`` under ``key``, as hex: the MAC of frames and ready lines (the pool checks it)."""
     return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
+
+
+def reset_line(nonce: bytes, key: bytes) -> bytes:
+    """The ready line after a reset that followed the job sent with ``nonce`` and ``key``."""
+    return b"%s ready %s %s\n" % (HEADER, nonce, sign(key, b"ready " + nonce))
 
 
 def write_all(data: bytes, fd: int = 1) -> None:

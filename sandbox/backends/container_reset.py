@@ -42,8 +42,10 @@ class NotClean(Exception):
 
 def snapshot() -> dict:
     """The guard's own state that no job may change (taken once, before the first job)."""
-    return {"fds": _open_fds(), "threads": _threads(), "resuid": os.getresuid(), "resgid": os.getresgid(),
-            "caps": _caps(), "cwd": os.getcwd(), "environ": dict(os.environ)}
+    status = _status_fields()
+    caps = tuple(status.get(key, "").strip() for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"))
+    return {"fds": _open_fds(), "threads": status.get("Threads", "?").strip(), "resuid": os.getresuid(),
+            "resgid": os.getresgid(), "caps": caps, "cwd": os.getcwd(), "environ": dict(os.environ)}
 
 
 def reset(libc: ctypes.CDLL, baseline: dict, keep: tuple = ()) -> None:
@@ -53,7 +55,7 @@ def reset(libc: ctypes.CDLL, baseline: dict, keep: tuple = ()) -> None:
     for path in RESET_PATHS:
         if os.path.isdir(path):
             empty_directory(libc, path)
-    remove_sysv_ipc()
+    remove_sysv_ipc(libc)
     verify(baseline, keep)
 
 
@@ -81,13 +83,7 @@ def kill_all_others(keep: tuple = (), wait_s: float = KILL_WAIT_S) -> None:
     spared = {1, os.getpid(), *keep}
     deadline = time.monotonic() + wait_s
     while True:
-        if keep:
-            kill_all_but(keep)
-        else:
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all_but(keep)
         _reap_children()
         others = [pid for pid in _live_pids() if pid not in spared]
         if not others:
@@ -133,10 +129,9 @@ def empty_directory(libc: ctypes.CDLL, top: str) -> None:
                 _as_fsuid(libc, owner, os.unlink, child)
 
 
-def remove_sysv_ipc() -> None:
+def remove_sysv_ipc(libc: ctypes.CDLL) -> None:
     """IPC_RMID every System V object in our IPC namespace, as its owner (the kernel asks for the owner's or
     creator's effective uid; a set-uid round trip from uid 0 keeps our permitted capabilities)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     removers = {"shmid": lambda ident: libc.shmctl(ident, IPC_RMID, None),
                 "semid": lambda ident: libc.semctl(ident, 0, IPC_RMID),
                 "msqid": lambda ident: libc.msgctl(ident, IPC_RMID, None)}
@@ -223,15 +218,6 @@ def _open_fds() -> list:
 def _status_fields() -> dict:
     with open("/proc/self/status") as handle:
         return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
-
-
-def _threads() -> str:
-    return _status_fields().get("Threads", "?").strip()
-
-
-def _caps() -> tuple:
-    fields = _status_fields()
-    return tuple(fields.get(key, "").strip() for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"))
 
 
 def _ipc_objects(path: str, id_column: str) -> list:

@@ -7,7 +7,7 @@ demultiplexed stream until the guard's answer is complete (guard_protocol.py).
 
 A container serves up to ``jobs_per_container`` jobs (1: single use). Between two, its guard kills every process
 of the job, empties every writable path, removes System V IPC objects and checks the result (container_reset.py),
-then starts a fresh runner and writes a ready line signed with the finished job's key; the container goes back
+then has its runner start the next job's supervisor and writes a ready line signed with the finished job's key; the container goes back
 to the idle queue only on that line. A job that did not end exactly as the protocol says (deadline, exit status,
 foreign output, a bad answer), a reset that failed, or the last allowed job: the container is destroyed and the
 pool starts a replacement in the background. docs/service.md compares this with the other ways of getting a
@@ -33,8 +33,8 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
-from sandbox.backends.container_guard import PROTOCOL
-from sandbox.backends.guard_protocol import AttachStream, Exchange, FrameReader, await_ready, job_message, reset_line
+from sandbox.backends.container_guard import PROTOCOL, reset_line
+from sandbox.backends.guard_protocol import AttachStream, Exchange, FrameReader, await_ready, job_message
 from sandbox.backends.reaper import orphans, owner_labels, process_identity
 from sandbox.logs import event
 

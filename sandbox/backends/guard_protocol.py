@@ -10,7 +10,6 @@ else in the container.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import socket
@@ -19,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sandbox.backends.container_guard import HEADER, READY
+from sandbox.backends.container_guard import HEADER, READY, sign
 
 
 def job_message(job: bytes, again: bool) -> tuple[bytes, bytes, bytes]:
@@ -27,13 +26,6 @@ def job_message(job: bytes, again: bool) -> tuple[bytes, bytes, bytes]:
     tells the guard to reset the container for another job after this one (else it exits after answering)."""
     nonce, key = secrets.token_hex(16).encode(), secrets.token_hex(32).encode()
     return nonce, key, b"%s %s %d %d\n%s" % (nonce, key, len(job), int(again), job)
-
-
-def reset_line(nonce: bytes, key: bytes) -> bytes:
-    """The ready line a guard writes once it has reset its container after the job sent with ``nonce`` and
-    ``key``: signed with that job's key, so nothing but the guard can announce a clean container."""
-    mac = hmac.new(key, b"ready " + nonce, hashlib.sha256).hexdigest().encode()
-    return b"%s ready %s %s\n" % (HEADER, nonce, mac)
 
 
 class AttachStream:
@@ -127,7 +119,7 @@ class FrameReader(AttachStream):
         if not self.done():
             return None, b""
         body = bytes(self.stdout[: self._length])
-        expected = hmac.new(self._key, self._status + b" " + body, hashlib.sha256).hexdigest().encode()
+        expected = sign(self._key, self._status + b" " + body)
         if not hmac.compare_digest(expected, self._mac):
             self.forged = True
             return None, b""

@@ -15,9 +15,10 @@ import time
 import pytest
 
 from sandbox.backends import reaper
+from sandbox.backends.container_guard import reset_line
 from sandbox.backends.docker import DockerBackend, DockerSettings, chunk_sizes, parse_results, whole_run_result
 from sandbox.backends.docker_pool import ContainerSpec
-from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready, reset_line
+from sandbox.backends.guard_protocol import Exchange, FrameReader, await_ready
 from sandbox.backends.reaper import OWNER_LABEL, ROLE_LABEL, RUNNER_ROLE
 from sandbox.backends.wire import deadline_s
 from sandbox.models import RunRequest, RunResult, RunStatus, Verdict
