@@ -166,7 +166,7 @@ def train_run(args, method: Method, seed: int, pairs: Path, heldout_pairs: Path,
                       mask=method.mask, alpha=method.alpha, outside_weight=method.outside_weight, beta=args.beta,
                       max_steps=args.steps, batch_size=args.batch_pairs, grad_accum=args.grad_accum, lr=args.lr,
                       save_steps=10**6, save_total_limit=None, seed=seed, heldout_pairs=str(heldout_pairs),
-                      heldout_steps=args.heldout_steps, save_model=needs_model, progress=False,
+                      heldout_steps=args.heldout_steps, save_model=needs_model, progress=False, bf16=args.bf16,
                       ref_cache_dir=str(run_dir.parent.parent / "ref_cache")))
     write_json(run_dir / "seconds.json", {"seconds": time.monotonic() - started})
     for checkpoint in run_dir.glob("checkpoint-*"):  # optimiser state of a finished run: only disk space now
@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", default="auto", help="auto, docker, local or a URL of `sandbox serve`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                        help="bfloat16 autocast in training and the held-out metrics: auto (CUDA only), yes (CPU too)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--name", default="experiment", help="file name of the saved results in benchmarks/results/")
     args = parser.parse_args(argv)
@@ -333,7 +335,7 @@ def settings_of(args) -> dict:
     keys = ("pairs", "heldout_pairs", "train_tasks", "heldout_tasks", "split_seed", "own_rounds", "repair_samples",
             "pairs_per_task", "temperature", "synthetic", "heldout_synthetic", "model", "steps", "heldout_steps",
             "batch_pairs", "grad_accum", "lr", "beta", "eval_samples", "eval_temperature", "max_new_tokens",
-            "prefill", "tiny_model")
+            "prefill", "tiny_model", "bf16")
     current = {k: getattr(args, k) for k in keys}
     for k in ("pairs", "heldout_pairs"):  # the files' contents, not only their names
         if current[k]:

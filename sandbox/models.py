@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sandbox import runner as _runner
+from sandbox.literals import read_literal
 
 # Server-side maxima. A request over them is rejected with a message naming the field; nothing is clamped.
 MAX_TIME_S = 60.0
@@ -120,10 +120,6 @@ class StdioTest(_Strict):
         "lines", description="`lines`: line by line (see normalize_whitespace). `tokens`: LiveCodeBench's rule: "
         "the output stripped, then each line stripped; same number of lines; each line equal, or its "
         "whitespace-separated tokens equal as decimal numbers (`1.0` equals `1.00`).")
-
-
-# The runner owns the literal reader (it is stdlib-only and shipped alone); callers outside it use the same one.
-read_literal = _runner.read_literal
 
 
 class Case(_Strict):

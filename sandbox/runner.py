@@ -2047,7 +2047,7 @@ _LITERAL_NAMES = {"nan": float("nan"), "inf": float("inf")}  # repr's spellings 
 def read_literal(text: str):
     """A Python literal via ``ast.literal_eval`` plus ``nan``/``inf``: the ``repr`` of plain data (numbers of any
     size, str, bytes, tuples, lists, dicts, sets, bool, None, complex, NaN, infinities) reads back to an equal value
-    of the same type, which JSON cannot do. Raises ValueError. sandbox.models re-exports it."""
+    of the same type, which JSON cannot do. Raises ValueError. sandbox/literals.py holds the same code for callers."""
     import ast
 
     try:

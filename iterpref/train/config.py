@@ -43,7 +43,7 @@ class TrainConfig:
     warmup_ratio: float = _f(0.1, "fraction of steps with linear learning-rate warm-up")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
-    bf16: str = _f("auto", "bfloat16 mixed precision: auto (on when a CUDA GPU supports it), yes or no")
+    bf16: str = _f("auto", "bfloat16 mixed precision: auto (on when a CUDA GPU supports it), yes (GPU or CPU) or no")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     save_steps: int = _f(200, "save a checkpoint every N optimiser steps")
     save_total_limit: Optional[int] = _f(2, "keep at most this many checkpoints")

@@ -77,12 +77,14 @@ def version_dependent_arguments(config: TrainConfig) -> dict:
 
 
 def resolve_bf16(setting: str) -> bool:
+    """``auto``: on when a CUDA GPU supports bfloat16. ``yes``: on, on a GPU or on the CPU (CPU autocast, which
+    pays off on CPUs with AVX512-BF16 or AMX; docs/training.md). ``no``: fp32."""
     import torch
 
-    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if setting == "yes" and not available:
-        raise ConfigError("--bf16 yes needs a CUDA GPU with bfloat16 support; use --bf16 auto or no")
-    return available if setting == "auto" else setting == "yes"
+    cuda = torch.cuda.is_available()
+    if setting == "yes" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--bf16 yes: this CUDA GPU has no bfloat16 support; use --bf16 auto or no")
+    return (cuda and torch.cuda.is_bf16_supported()) if setting == "auto" else setting == "yes"
 
 
 def train(config: TrainConfig) -> TrainResult:

@@ -93,6 +93,20 @@ def test_tiny_model_trains_and_every_parameter_changes(pairs_file, tiny_model, t
     assert again.ref_cache_hit and again.ref_cache == result.ref_cache
 
 
+@pytest.mark.timeout(180)
+def test_bf16_yes_on_the_cpu_autocasts_and_keeps_fp32_weights(pairs_file, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, on a GPU machine too
+    on = train(config(pairs_file, tiny_model, tmp_path / "on", max_steps=2, bf16="yes"))
+    off = train(config(pairs_file, tiny_model, tmp_path / "off", max_steps=2, bf16="no"))
+    assert on.ref_cache != off.ref_cache  # reference log-probs from autocast are not fp32 ones
+    first_on, first_off = ([r for r in result.log_history if "loss" in r][0] for result in (on, off))
+    assert first_on["loss/dpo"] == pytest.approx(0.6931, abs=2e-3)  # policy == reference under autocast too
+    assert first_on["loss/nll"] == pytest.approx(first_off["loss/nll"], rel=5e-2)
+    assert first_on["loss/nll"] != first_off["loss/nll"]  # bf16 rounding shows: autocast was on
+    before, after = weights(tiny_model), weights(on.final_dir)
+    assert all(after[name].dtype == before[name].dtype for name in before)
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("loss", ["sft", "dpo", "rpo"])
 def test_baselines_use_the_same_trainer(pairs_file, tiny_model, tmp_path, loss):

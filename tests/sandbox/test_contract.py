@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sandbox import models, runner
+from sandbox import literals, models, runner
 from sandbox.backends import container_guard, docker_pool
 from sandbox.models import RESULT_FORMAT_VERSION, Limits, RunRequest, RunResult, TestResult
 
@@ -55,3 +55,39 @@ def test_the_guard_and_the_pool_agree_on_the_guards_capabilities():
     assert docker_pool.ContainerSpec().user == "0:0"
     assert os.environ.get(docker_pool.RUNNER_IMAGE_ENV, docker_pool.DEFAULT_RUNNER_IMAGE) == \
         docker_pool.ContainerSpec().image
+
+
+def _without_docstring(function) -> str:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(function)).body[0]
+    if ast.get_docstring(tree) is not None:
+        tree.body = tree.body[1:]
+    return ast.dump(tree)
+
+
+def test_the_literal_reader_is_the_runners_own_code():
+    # sandbox.literals restates the runner's reader so callers need not import the Linux-only runner.
+    assert _without_docstring(literals.read_literal) == _without_docstring(runner.read_literal)
+    assert literals._LITERAL_NAMES.keys() == runner._LITERAL_NAMES.keys()
+    assert models.read_literal is literals.read_literal
+    for text in ("[1, (2, 3), {'a': b'x'}]", "nan", "[-inf, 1e999, 2**3]", "{1, 2}", "1+2j", "print(1)"):
+        try:
+            want = repr(runner.read_literal(text))
+        except ValueError:
+            want = "ValueError"
+        try:
+            got = repr(literals.read_literal(text))
+        except ValueError:
+            got = "ValueError"
+        assert got == want, text
+
+
+def test_the_contract_does_not_import_the_runner():
+    import subprocess
+    import sys
+
+    probe = "import sys, sandbox.models, sandbox.client; print('sandbox.runner' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
