@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import ctypes
+import errno
 import io
 import json
 import linecache
@@ -95,6 +96,8 @@ def _fork_sibling() -> int:
     fork makes it. OSError if the kernel refuses. Python's fork hooks do not run in the child; the only caller,
     a loader template, is single-threaded and holds no lock, and the one hook that changes what a program sees,
     random's reseed, runs here by hand (or every loader of a template would draw the same numbers)."""
+    if _SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, f"no clone syscall number known for {os.uname().machine}")
     long = ctypes.c_long
     pid = _libc.syscall(long(_SYS_CLONE), long(CLONE_PARENT | signal.SIGCHLD), long(0), long(0), long(0), long(0))
     if pid < 0:
