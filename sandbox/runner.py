@@ -357,8 +357,8 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     job = _recv_frame(job_r)
     if job is None:  # the supervisor is closing down
         _exit(0)
-    # Made by a middle process that is gone by now (see _LoaderTemplate), this loader is its supervisor's child:
-    # it dies with the supervisor from here on (before, the supervisor's end closed the job pipe).
+    # Cloned as its supervisor's child, or adopted by it after a middle process exited (see _LoaderTemplate): it
+    # dies with the supervisor from here on (before, the supervisor's end closed the job pipe).
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _close(job_r)
     if job["mode"] == "test_file":  # written by the loader: the work directory may be private to its uid
@@ -651,8 +651,8 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The checker: an ``assert`` test runs in its own process, forked from the supervisor (which never ran candidate
-# code), so its builtins and modules are pristine and the candidate cannot reach its reporting descriptor. The
+# The checker: an ``assert`` test runs in its own process, made by the loader template or the supervisor (neither
+# ever ran candidate code), so its builtins and modules are pristine and the candidate cannot reach its reporting descriptor. The
 # candidate's module stays in the test child, which serves the checker's requests on a socket; what the test
 # takes from it arrives as data (the value encoding below) or as a handle whose use runs over there.
 
@@ -1365,7 +1365,7 @@ class _LoaderTemplate:
     (which waits for it and kills it as for a loader it forked itself) and passes its descriptors on. Where the
     kernel allows, the template clones the loader with CLONE_PARENT (:func:`_fork_sibling`); elsewhere it forks a
     middle process that forks the loader and exits, and the orphaned loader is adopted by its nearest subreaper,
-    the supervisor. The clone saves that middle process: about a fifth of the CPU of a HumanEval program.
+    the supervisor. The clone saves that middle process: about a fifth of the runner's CPU for a HumanEval program.
     Checkers never run candidate code, so the supervisor forks them itself."""
 
     def __init__(self, workroot: str) -> None:
