@@ -1365,7 +1365,7 @@ class _LoaderTemplate:
     (which waits for it and kills it as for a loader it forked itself) and passes its descriptors on. Where the
     kernel allows, the template clones the loader with CLONE_PARENT (:func:`_fork_sibling`); elsewhere it forks a
     middle process that forks the loader and exits, and the orphaned loader is adopted by its nearest subreaper,
-    the supervisor. The clone saves that middle process: about a fifth of the runner's CPU for a HumanEval program.
+    the supervisor. The clone saves that middle process (docs/runner.md has the figures).
     Checkers never run candidate code, so the supervisor forks them itself."""
 
     def __init__(self, workroot: str) -> None:
