@@ -1321,6 +1321,11 @@ class _BlankLoader:
             os.close(fd)
         loader_ctl.close()
 
+    def hand_over(self, sock: socket.socket) -> None:
+        """Pass the loader's facts and descriptors to the supervisor (see _LoaderTemplate.make_loader)."""
+        socket.send_fds(sock, [marshal.dumps((self.pid, self.workdir, self.uid))],
+                        [self.ctl.fileno(), self.out_r, self.err_r, self.job_w])
+
     def close_our_copies(self) -> None:
         """Close the descriptors after they were passed on to the process that will use them."""
         for fd in (self.out_r, self.err_r, self.job_w):
@@ -1416,12 +1421,13 @@ def _template_main(sock: socket.socket, workroot: str) -> None:
     while True:
         order = sock.recv(1)
         if order == b"C":  # a checker; "-": cloning does not work here, and the supervisor forks its own
-            try:
-                if not sibling:
-                    raise OSError("no clone")
-                checker = _BlankChecker(fork=_fork_sibling)
-            except OSError:
-                sibling = False
+            checker = None
+            if sibling:
+                try:
+                    checker = _BlankChecker(fork=_fork_sibling)
+                except OSError:
+                    sibling = False
+            if checker is None:
                 sock.send(b"-")
             else:
                 socket.send_fds(sock, [marshal.dumps(checker.pid)], [checker.ctl.fileno()])
@@ -1435,17 +1441,14 @@ def _template_main(sock: socket.socket, workroot: str) -> None:
             except OSError:  # refused here (a seccomp profile, an old kernel): fork a middle process from now on
                 sibling = False
             else:
-                socket.send_fds(sock, [marshal.dumps((loader.pid, loader.workdir, loader.uid))],
-                                [loader.ctl.fileno(), loader.out_r, loader.err_r, loader.job_w])
+                loader.hand_over(sock)
                 loader.close_our_copies()
                 sock.send(b"k")
                 continue
         middle = os.fork()
         if middle == 0:
             try:
-                loader = _BlankLoader(workroot)
-                socket.send_fds(sock, [marshal.dumps((loader.pid, loader.workdir, loader.uid))],
-                                [loader.ctl.fileno(), loader.out_r, loader.err_r, loader.job_w])
+                _BlankLoader(workroot).hand_over(sock)
             finally:
                 os._exit(0)
         os.waitpid(middle, 0)
@@ -1861,8 +1864,8 @@ def _parse_report(data: bytes, token: bytes):
 
 def _zygote_main(sock: socket.socket, workroot: str) -> None:
     global _PRISTINE
-    # Taken once here, before any supervisor or program exists, instead of in every loader (about a tenth of a
-    # HumanEval program's CPU): every loader is a copy of this process and inherits the snapshot with the harness.
+    # Taken once here, before any supervisor or program exists, instead of in every loader: every loader is a copy
+    # of this process and inherits the snapshot with the harness (building it cost each loader about 1 ms).
     _PRISTINE = _Snapshot()
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
