@@ -108,6 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--base-url", default=None, help="openai: the server's /v1 URL")
     parser.add_argument("--sampler-model", default=None, help="openai: the served model's name")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--bf16", choices=["yes", "no"], default="no",
+                        help="hf: sample with bfloat16 weights (1.5x faster on a CPU with AVX512-BF16; both loops)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--executor", default="auto", help="auto, docker, local or a URL of `sandbox serve`")
     parser.add_argument("--name", default="own-pairs", help="file name of the results in benchmarks/results/")
@@ -138,7 +140,7 @@ def run(args) -> int:
     tasks, _ = split_tasks(config)
     if args.sampler == "hf":
         def sampler():
-            return hf_sampler(args.model, config, args.temperature)
+            return hf_sampler(args.model, config, args.temperature, bf16=args.bf16 == "yes")
     else:
         def sampler():
             return make_sampler("openai", base_url=args.base_url, model=args.sampler_model,
@@ -146,7 +148,8 @@ def run(args) -> int:
     out = Path(args.output)
     settings = {"sampler": args.sampler, "model": args.model or args.sampler_model or "bundled SmolLM2-135M-Instruct",
                 "tasks": len(tasks), "split seed": args.split_seed, "rounds": args.rounds,
-                "temperature": args.temperature, "max new tokens": args.max_new_tokens}
+                "temperature": args.temperature, "max new tokens": args.max_new_tokens,
+                "bf16 weights": args.bf16 == "yes" and args.sampler == "hf"}
     saved = out / "settings.json"
     if saved.is_file() and read_json(saved) != settings:
         raise ConfigError(f"{out} holds loops run with other settings ({read_json(saved)}); choose another --output")

@@ -172,12 +172,12 @@ def _start_executor(choice: str, out: Path, stack: ExitStack) -> tuple[object, s
 # ---------------------------------------------------------------- stages
 
 
-def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float):
+def hf_sampler(model: Optional[str], config: DemoConfig, temperature: float, bf16: bool = False):
     from iterpref.samplers.hf import HFSampler, resolve_device
 
     return HFSampler(model, batch_size=config.batch_size, temperature=temperature,
                      max_new_tokens=config.max_new_tokens, seed=config.seed, device=resolve_device(config.device),
-                     progress=config.progress, prefill=config.prefill)
+                     progress=config.progress, prefill=config.prefill, bf16=bf16)
 
 
 def _refine_sampler(config: DemoConfig):

@@ -6,6 +6,10 @@ reply starts at the same position and can be cut off after the prompt.
 ``prefill`` starts the assistant's reply before the model writes: ``fence`` with an opening ```python fence,
 ``code`` with the fence and the prompt's ``code_start`` (for a function-completion task, its signature and
 docstring), ``none`` with nothing. The prefill is part of the returned reply, so extraction sees one program.
+
+``bf16`` keeps the weights in bfloat16 for sampling. On a GPU that is the usual way to serve; on a CPU with
+AVX512-BF16 or AMX it made the bundled model's 256-token batches 1.5x faster (93 s against 141 s for 32 HumanEval
+prompts on the 2-core machine). Replies differ from fp32 ones by rounding, so a run states which it used.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class HFSampler(Sampler):
         device: str = "cpu",
         progress: bool = False,
         prefill: str = "fence",
+        bf16: bool = False,
     ):
         if prefill not in PREFILLS:
             raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, not {prefill!r}")
@@ -65,6 +70,8 @@ class HFSampler(Sampler):
         except ImportError:
             raise SamplerError(NEEDS_TRAIN_EXTRA) from None
 
+        if bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            raise ConfigError("bf16 sampling: this CUDA GPU has no bfloat16 support; sample in fp32")
         if model_path is None:
             from iterpref.bundled import smollm2_dir
 
@@ -75,6 +82,8 @@ class HFSampler(Sampler):
             self.model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
         except (OSError, ValueError) as exc:
             raise SamplerError(f"cannot load a transformers model from {model_path}: {exc}") from None
+        if bf16:
+            self.model = self.model.to(torch.bfloat16)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.torch = torch

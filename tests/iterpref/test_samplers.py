@@ -170,6 +170,32 @@ def test_hf_sampler_prefill_starts_the_reply_and_is_returned_with_it():
     assert HFSampler(temperature=0.0, max_new_tokens=4, prefill="code").generate([repair])[0].startswith("```python\n")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_hf_sampler_bf16_samples_with_bfloat16_weights():
+    import torch
+
+    from iterpref.samplers.hf import HFSampler
+
+    prompt = Prompt("a", 0, [{"role": "user", "content": "Write a Python function that adds two numbers."}])
+    full = HFSampler(temperature=0.0, max_new_tokens=6)
+    half = HFSampler(temperature=0.0, max_new_tokens=6, bf16=True)
+    assert {p.dtype for p in full.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    reply = half.generate([prompt])[0]
+    assert reply.startswith("```python\n") and len(reply) > len("```python\n")
+
+
+def test_hf_sampler_bf16_on_a_gpu_without_bfloat16_is_a_config_error(monkeypatch):
+    import torch
+
+    from iterpref.samplers.hf import HFSampler
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(ConfigError, match="no bfloat16 support"):
+        HFSampler(device="cuda", bf16=True)
+
+
 def test_hf_sampler_rejects_unknown_prefill_and_missing_cuda(monkeypatch):
     import torch
 
