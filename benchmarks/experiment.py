@@ -40,6 +40,7 @@ loop, which gave no pair; docs/demo.md):
         --repair-samples 2 --synthetic 24 --heldout-synthetic 16 --steps 16 --heldout-steps 8 --lr 1e-5 \\
         --eval-methods "untrained,focal a=1,DPO" --max-new-tokens 256 --batch-size 32 --bf16 yes --threads 2 \\
         --name experiment-cpu
+    Adding --sample-bf16 yes samples the loop and pass@1 with bfloat16 weights, 1.5x faster here (that run did not).
 GPU (pass@k for every method):
     python benchmarks/experiment.py --output runs/exp-gpu --train-tasks 120 --heldout-tasks 44 --own-rounds 5 \\
         --repair-samples 4 --synthetic 60 --heldout-synthetic 44 --steps 200 --heldout-steps 10 --eval-methods all \\
@@ -121,7 +122,7 @@ def own_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> tup
     done = out / "own_refine_done.json"
     started = time.monotonic()
     if not done.is_file():
-        sampler = hf_sampler(args.model, config, args.temperature)
+        sampler = hf_sampler(args.model, config, args.temperature, bf16=args.sample_bf16 == "yes")
         try:
             summary = refine(train_tasks, sampler, executor, trajectories, max_rounds=args.own_rounds,
                              wave_size=config.batch_size * 4, samples=args.repair_samples)
@@ -204,7 +205,8 @@ def evaluate_run(args, model: Optional[str], heldout_tasks, config: DemoConfig, 
     if not (out / "summary.json").is_file():
         if out.exists():
             shutil.rmtree(out)
-        sampler = hf_sampler(model, dataclasses.replace(config, seed=seed), args.eval_temperature)
+        sampler = hf_sampler(model, dataclasses.replace(config, seed=seed), args.eval_temperature,
+                             bf16=args.sample_bf16 == "yes")
         try:
             evaluate(heldout_tasks, sampler, executor, samples=args.eval_samples, output_dir=out,
                      wave_tasks=config.batch_size * 4, progress=False,
@@ -311,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="bfloat16 autocast in training and the held-out metrics: auto (CUDA only), yes (CPU too)")
+    parser.add_argument("--sample-bf16", choices=["yes", "no"], default="no",
+                        help="sample (debugging loop, pass@k) with bfloat16 weights: 1.5x faster on a CPU with "
+                             "AVX512-BF16, replies differ from fp32 ones by rounding")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--name", default="experiment", help="file name of the saved results in benchmarks/results/")
     args = parser.parse_args(argv)
@@ -337,7 +342,7 @@ def settings_of(args) -> dict:
     keys = ("pairs", "heldout_pairs", "train_tasks", "heldout_tasks", "split_seed", "own_rounds", "repair_samples",
             "pairs_per_task", "temperature", "synthetic", "heldout_synthetic", "model", "steps", "heldout_steps",
             "batch_pairs", "grad_accum", "lr", "beta", "eval_samples", "eval_temperature", "max_new_tokens",
-            "prefill", "tiny_model", "bf16")
+            "prefill", "tiny_model", "bf16", "sample_bf16")
     current = {k: getattr(args, k) for k in keys}
     for k in ("pairs", "heldout_pairs"):  # the files' contents, not only their names
         if current[k]:
