@@ -76,7 +76,7 @@ class HFSampler(Sampler):
             from iterpref.bundled import smollm2_dir
 
             model_path = smollm2_dir()
-        self.name = f"hf:{model_path}"
+        self.name = f"hf:{model_path}" + (" (bf16)" if bf16 else "")  # recorded with every attempt
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
             self.model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()

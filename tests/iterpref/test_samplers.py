@@ -182,6 +182,7 @@ def test_hf_sampler_bf16_samples_with_bfloat16_weights():
     half = HFSampler(temperature=0.0, max_new_tokens=6, bf16=True)
     assert {p.dtype for p in full.model.parameters()} == {torch.float32}
     assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    assert half.name == full.name + " (bf16)"  # the attempts it writes say how they were sampled
     reply = half.generate([prompt])[0]
     assert reply.startswith("```python\n") and len(reply) > len("```python\n")
 
