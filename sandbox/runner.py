@@ -652,9 +652,9 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
 
 # ----------------------------------------------------------------------------------------------------------------
 # The checker: an ``assert`` test runs in its own process, made by the loader template or the supervisor (neither
-# ever ran candidate code), so its builtins and modules are pristine and the candidate cannot reach its reporting descriptor. The
-# candidate's module stays in the test child, which serves the checker's requests on a socket; what the test
-# takes from it arrives as data (the value encoding below) or as a handle whose use runs over there.
+# ever ran candidate code), so its builtins and modules are pristine and the candidate cannot reach its reporting
+# descriptor. The candidate's module stays in the test child, which serves the checker's requests on a socket;
+# what the test takes from it arrives as data (the value encoding below) or as a handle whose use runs over there.
 
 MAX_ENCODE_DEPTH = 200  # deeper values (or ones that contain themselves) cannot cross
 MAX_ITER_ITEMS = 100_000  # a generator or iterator crosses as at most this many items
@@ -1370,8 +1370,10 @@ class _LoaderTemplate:
     (which waits for it and kills it as for a loader it forked itself) and passes its descriptors on. Where the
     kernel allows, the template clones the loader with CLONE_PARENT (:func:`_fork_sibling`); elsewhere it forks a
     middle process that forks the loader and exits, and the orphaned loader is adopted by its nearest subreaper,
-    the supervisor. The clone saves that middle process (docs/runner.md has the figures).
-    Checkers never run candidate code, so the supervisor forks them itself."""
+    the supervisor. The clone saves that middle process (docs/runner.md has the figures). The template clones
+    the checkers as well, so the supervisor, which keeps running, does not have its own pages copied on write
+    after every fork; where cloning is refused, the supervisor forks its checkers itself (they never hold
+    candidate code, so its memory is safe to copy)."""
 
     def __init__(self, workroot: str) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
