@@ -44,6 +44,12 @@ import traceback
 import types
 from typing import Any, Callable, Sequence, cast
 
+# The runner's own functions look builtins up in this copy, taken before any candidate ran (a function keeps the
+# builtins of the globals it was defined in): a program that patches builtins.len at its top level cannot break
+# the harness code that serves its tests from its own process. The namespaces candidate code runs in are given
+# the real builtins module explicitly (exec would otherwise hand them this copy).
+globals()["__builtins__"] = dict(vars(builtins))
+
 # The wire contract with the backends that start this program. It owns these values: the rest of ``sandbox``
 # imports them from here, and ``sandbox/models.py`` (which callers import, and which cannot import this
 # Linux-only file) restates them; tests/sandbox/test_contract.py checks that both agree.
@@ -165,11 +171,25 @@ def _keep_only_fds(keep: set[int]) -> None:
         low = fd + 1
 
 
+def _read_proc(path: str) -> bytes:
+    """A /proc file's bytes, read raw: a text-mode open() touches the io and codec machinery, pages that every
+    freshly forked loader and checker would copy on write."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def _children() -> list[int]:
     """Live and zombie children of this (single-threaded) process."""
     try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
-            return [int(pid) for pid in handle.read().split()]
+        return [int(pid) for pid in _read_proc(f"/proc/self/task/{os.getpid()}/children").split()]
     except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process
         me = os.getpid()
         return [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent_of(int(name)) == me]
@@ -178,9 +198,8 @@ def _children() -> list[int]:
 def _parent_of(pid: int) -> int | None:
     """The parent pid of ``pid`` from /proc, or None if it is gone or unreadable."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            # The command name may hold spaces and parentheses: the fields start after its last ")".
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
+        # The command name may hold spaces and parentheses: the fields start after its last ")".
+        return int(_read_proc(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -224,6 +243,11 @@ def _kill_children(spare: tuple[int, ...] = ()) -> None:
                 pass
 
 
+def _address_space() -> int:
+    """This process's virtual size in bytes."""
+    return int(_read_proc("/proc/self/statm").split()[0]) * resource.getpagesize()
+
+
 def _set_rlimit(which: int, soft: int, hard: int | None = None) -> None:
     try:
         resource.setrlimit(which, (soft, soft if hard is None else hard))
@@ -247,9 +271,9 @@ def _become(uid: int) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    with open("/proc/self/status") as handle:
-        effective = [line.split()[1] for line in handle if line.startswith("CapEff:")]
-    if os.getresuid() != (uid, uid, uid) or effective != ["0000000000000000"]:
+    status = _read_proc("/proc/self/status").splitlines()
+    effective = [line.split()[1] for line in status if line.startswith(b"CapEff:")]
+    if os.getresuid() != (uid, uid, uid) or effective != [b"0000000000000000"]:
         raise OSError(f"could not drop to uid {uid} without capabilities")
 
 
@@ -368,8 +392,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     limits = job["limits"]
     tests = job["tests"]
     # Python's own baseline is not the candidate's: the cap is what the program may add on top of it.
-    with open("/proc/self/statm") as handle:
-        baseline = int(handle.read().split()[0]) * resource.getpagesize()
+    baseline = _address_space()
     memory_cap = baseline + limits["memory_mb"] * 1024 * 1024
     _set_rlimit(resource.RLIMIT_AS, memory_cap)
     _set_rlimit(resource.RLIMIT_CORE, 0)
@@ -404,6 +427,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
             _register_source(SOLUTION_FILE, code)
             _register_source(TEST_FILE, job["test_file"])
             sys.modules["solution"] = module
+            module.__dict__["__builtins__"] = vars(builtins)
             if "pytest" in job["test_file"]:
                 try:  # imported before the candidate, so its pristine state is part of the snapshot
                     import pytest  # noqa: F401
@@ -415,6 +439,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
             pristine.restore()
             test_module = types.ModuleType("test_solution")
             test_module.__file__ = os.path.join(workdir, TEST_FILE)
+            test_module.__dict__["__builtins__"] = vars(builtins)
             sys.modules["test_solution"] = test_module
             _exec(_compile(job["test_file"], TEST_FILE, "exec"), test_module.__dict__)
             names, runnables = _discover(test_module)
@@ -423,9 +448,15 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
             program = _compile(code, CANDIDATE, "exec")
             if mode == "module":
                 module.__file__ = CANDIDATE
+                module.__dict__["__builtins__"] = vars(builtins)
                 sys.modules["solution"] = module
                 _exec(program, module.__dict__)
-                pristine.restore(("builtins",))  # the tests run elsewhere: in the checker, or judged outside
+                # A job of assert tests only skips the restore (each object restored is a page copied on write,
+                # ~0.5 ms a program): its tests run in the checker, with the checker's builtins; nothing here
+                # reports a verdict; and the harness code that serves the checker from this process uses the
+                # runner's own copy of builtins. The candidate's code keeps its own patches, as in plain Python.
+                if not all(test["kind"] == "assert" for test in tests):
+                    pristine.restore(("builtins",))
     except _BaseException as exc:  # noqa: BLE001 - anything the top level raises is the program's failure
         flush_std()
         info = _describe_(exc, candidate_files, shown)
@@ -703,6 +734,14 @@ def _encode(obj, opaque, depth: int = 0):
     if kind in _ATOMS:
         return obj
     down = depth + 1
+    # The exact builtin containers first (most values are these): nothing of theirs can be overridden. Their
+    # atoms are taken as they are, unless they are one level too deep.
+    if kind is list or kind is tuple:
+        flat = down <= MAX_ENCODE_DEPTH
+        return ("l" if kind is list else "t",
+                [v if flat and type(v) in _ATOMS else _encode(v, opaque, down) for v in obj])
+    if kind is dict:
+        return ("d", [(_encode(k, opaque, down), _encode(v, opaque, down)) for k, v in obj.items()])
     vt = _VALUE_TYPES
     if kind is vt["Counter"] or kind is vt["OrderedDict"]:
         tag = "C" if kind is vt["Counter"] else "O"
@@ -773,7 +812,8 @@ def _decode(tree, handle, depth: int = 0):
     def items(payload) -> list:
         if type(payload) is not list:
             raise CannotCross("the candidate's process sent a malformed container")
-        return [_decode(v, handle, down) for v in payload]
+        flat = down <= MAX_ENCODE_DEPTH + 1
+        return [v if flat and type(v) in _ATOMS else _decode(v, handle, down) for v in payload]
 
     def pairs(payload) -> list:
         if type(payload) is not list or any(type(p) is not tuple or len(p) != 2 for p in payload):
@@ -836,25 +876,32 @@ def _send_msg(fd: int, obj, dumps=marshal.dumps, write=os.write) -> None:
 
 
 def _recv_msg(fd: int, loads=marshal.loads, read=os.read):
-    """One length-prefixed marshal frame, or None at end of input; raises CannotCross on an oversized one."""
-    def exact(size: int) -> bytes | None:
-        chunks, left = [], size
-        while left:
-            chunk = read(fd, min(left, 1 << 20))
+    """One length-prefixed marshal frame, or None at end of input; raises CannotCross on an oversized frame, or on
+    bytes after it. The two sides take turns (one request, one answer), so a frame is all there is to read: one
+    read usually takes it whole, where reading the length first would cost a second system call per message."""
+    data = read(fd, 1 << 16)
+    while 0 < len(data) < 4:
+        more = read(fd, 1 << 16)
+        if not more:
+            return None
+        data += more
+    if not data:
+        return None
+    end = 4 + int.from_bytes(data[:4], "big")
+    if end - 4 > MAX_REPORT_BYTES:
+        raise CannotCross("the candidate's process sent more data than the runner accepts")
+    if len(data) < end:
+        chunks, have = [data], len(data)
+        while have < end:
+            chunk = read(fd, min(end - have, 1 << 20))
             if not chunk:
                 return None
             chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-
-    head = exact(4)
-    if head is None:
-        return None
-    size = int.from_bytes(head, "big")
-    if size > MAX_REPORT_BYTES:
-        raise CannotCross("the candidate's process sent more data than the runner accepts")
-    body = exact(size)
-    return None if body is None else loads(body)
+            have += len(chunk)
+        data = b"".join(chunks)
+    if len(data) != end:
+        raise CannotCross("the candidate's process sent more than one answer")
+    return loads(memoryview(data)[4:])
 
 
 # --- the candidate's side: serves names, calls and attributes from its own process ---------------------------
@@ -871,9 +918,9 @@ def _serve(module: types.ModuleType, fd: int, io_primitives: tuple) -> None:
             return ("m", str(getattr(obj, "__name__", "")))
         table.append(obj)
         meta = None
-        if callable(obj):
+        if callable(obj):  # its signature only on request ("signature"): inspect costs a loader ~2 ms to import
             meta = (_text(getattr(obj, "__name__", None)), _text(getattr(obj, "__qualname__", None)),
-                    _text(getattr(obj, "__doc__", None)), _parameters(obj))
+                    _text(getattr(obj, "__doc__", None)), None)
         return ("h", len(table) - 1, _text(type(obj).__name__), meta)
 
     def encode(value):
@@ -912,6 +959,8 @@ def _serve(module: types.ModuleType, fd: int, io_primitives: tuple) -> None:
                 answer = ("ok", encode(value), back)
             elif op == "getattr":
                 answer = ("ok", encode(getattr(table[request[1]], str(request[2]))))
+            elif op == "signature":
+                answer = ("ok", _parameters(table[request[1]]))
             elif op == "setattr":
                 setattr(table[request[1]], str(request[2]), decode(request[3]))
                 answer = ("ok", None)
@@ -1066,13 +1115,20 @@ class _Remote:
 
     @property
     def __signature__(self):
+        """Asked of the candidate's process the first time (its answer is data: names, kinds, defaults that are
+        values), then kept: most tests never look at a signature, so handles do not carry one."""
         import inspect
 
-        meta = self._sandbox_meta
-        if not meta or type(meta[3]) is not list:
-            return None
+        if not self._sandbox_meta:
+            return None  # not callable
+        if "_sandbox_params" not in self.__dict__:
+            link = self._sandbox_link
+            object.__setattr__(self, "_sandbox_params", link.ask("signature", self._sandbox_id)[1])
+        described = self.__dict__["_sandbox_params"]
+        if type(described) is not list:
+            return None  # no signature over there (a builtin), or a malformed answer
         params = []
-        for name, kind, has_default, default in meta[3]:
+        for name, kind, has_default, default in described:
             value: Any = inspect.Parameter.empty
             if has_default:
                 try:
@@ -1192,6 +1248,15 @@ class _BlankChecker:
         self.ctl.close()  # it reads end-of-input and exits; the supervisor's kill loop reaps it
 
 
+def _checker_path() -> list[str]:
+    """sys.path without the runner's directory or the working directory ("")."""
+    runner_dir = os.path.dirname(os.path.abspath(__file__))
+    return [p for p in sys.path if p and os.path.abspath(p) != runner_dir]
+
+
+_CHECKER_PATH: list[str] = []  # _checker_path(), worked out once by the zygote for every checker below it
+
+
 def _checker_main(ctl_fd: int) -> None:
     """Get ready, wait for one assert test on ``ctl_fd``, run it against the candidate's process and report;
     never returns."""
@@ -1203,7 +1268,7 @@ def _checker_main(ctl_fd: int) -> None:
         os.dup2(null, 0)
         _keep_only_fds({ctl_fd})
         # Neither the runner's directory nor the candidate's work directory may supply a module to the test.
-        sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
+        sys.path[:] = _CHECKER_PATH or _checker_path()
         _set_rlimit(resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT)
         _set_rlimit(resource.RLIMIT_CORE, 0)
         _switch_uid("checker")
@@ -1226,9 +1291,7 @@ def _checker_main(ctl_fd: int) -> None:
         os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
         _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
         # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
-        with open("/proc/self/statm") as handle:
-            baseline = int(handle.read().split()[0]) * resource.getpagesize()
-        _set_rlimit(resource.RLIMIT_AS, baseline + limits["memory_mb"] * 1024 * 1024)
+        _set_rlimit(resource.RLIMIT_AS, _address_space() + limits["memory_mb"] * 1024 * 1024)
         sys.stdout = io.open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = io.open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         code = 0
@@ -1865,7 +1928,8 @@ def _parse_report(data: bytes, token: bytes):
 
 
 def _zygote_main(sock: socket.socket, workroot: str) -> None:
-    global _PRISTINE
+    global _PRISTINE, _CHECKER_PATH
+    _CHECKER_PATH = _checker_path()
     # Taken once here, before any supervisor or program exists, instead of in every loader: every loader is a copy
     # of this process and inherits the snapshot with the harness (building it cost each loader about 1 ms).
     _PRISTINE = _Snapshot()

@@ -210,3 +210,70 @@ def test_the_tests_own_code_is_bound_by_the_memory_limit():
     result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[{"kind": "assert", "code": test}],
                                                      limits={"memory_mb": 64}))
     assert (result.tests[0].verdict.value, result.tests[0].error_type) == ("memory", "MemoryError")
+
+
+@pytest.mark.parametrize("leaf", [1, "s", None, []])
+@pytest.mark.parametrize("box", [list, tuple])
+def test_values_nested_up_to_the_limit_cross_and_one_level_more_does_not(box, leaf):
+    def nest(depth):
+        value = leaf
+        for _ in range(depth):
+            value = box([value])
+        return value
+
+    deepest = nest(runner.MAX_ENCODE_DEPTH)
+    assert runner._decode(runner._encode(deepest, runner._no_handles), runner._no_handles) == deepest
+    with pytest.raises(runner.CannotCross):
+        runner._encode(nest(runner.MAX_ENCODE_DEPTH + 1), runner._no_handles)
+
+
+def test_a_frame_is_read_whole_and_bytes_after_it_are_refused():
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        big = list(range(40_000))  # well over one read's 64 KiB: it arrives in pieces
+        runner._send_msg(theirs.fileno(), ("ok", big))
+        assert runner._recv_msg(ours.fileno()) == ("ok", big)
+        theirs.sendall(b"\x00\x00\x00\x02N")  # a frame cut short by the end of input
+        theirs.shutdown(socket.SHUT_WR)
+        assert runner._recv_msg(ours.fileno()) is None
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        runner._send_msg(theirs.fileno(), ("ok", 1))
+        theirs.sendall(b"\x00\x00\x00\x01N")  # a second answer nobody asked for
+        with pytest.raises(runner.CannotCross, match="more than one answer"):
+            runner._recv_msg(ours.fileno())
+
+
+def test_a_handle_asks_for_its_signature_only_when_the_test_does():
+    # The candidate counts how often its callable's signature is read: a test that never asks must read 0.
+    code = ("reads = []\nclass Counted:\n    @property\n    def __signature__(self):\n        reads.append(1)\n"
+            "        return None\n    def __call__(self, x=1):\n        return len(reads)\ncounted = Counted()\n")
+    tests = [{"kind": "assert", "code": "assert counted() == 0"},
+             {"kind": "assert", "code": "import inspect\ninspect.signature(counted)\nassert counted() == 1"}]
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=tests))
+    assert [t.verdict.value for t in result.tests] == ["pass", "pass"], result.tests
+
+
+def test_builtins_patched_at_the_top_level_stay_the_candidates_own_business():
+    # The test's builtins are the checker's whatever the candidate patched. With assert tests only, nothing is
+    # restored in the candidate's process (nothing there reports a verdict), so its own code sees its patch as
+    # plain Python would; a call test, judged from what that process reports, sees builtins restored.
+    code = "import builtins\nbuiltins.abs = lambda x: -1\ndef own():\n    return abs(-5)\n"
+    asserts = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[
+        {"kind": "assert", "code": "assert own() == -1"}, {"kind": "assert", "code": "assert abs(-5) == 5"}]))
+    assert [t.verdict.value for t in asserts.tests] == ["pass", "pass"], asserts.tests
+    mixed = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[
+        {"kind": "call", "entry_point": "own", "expected": 5}, {"kind": "assert", "code": "assert own() == 5"}]))
+    assert [t.verdict.value for t in mixed.tests] == ["pass", "pass"], mixed.tests
+
+
+def test_builtins_broken_at_the_top_level_do_not_break_the_harness_that_serves_the_test():
+    # The harness code answering the checker from the candidate's process uses the runner's own copy of builtins.
+    code = ("import builtins\nbuiltins.len = lambda x: 0\nbuiltins.isinstance = lambda *a: True\n"
+            "builtins.type = lambda *a: int\ndef answer():\n    return {'a': [1, (2, 3)]}\n")
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[
+        {"kind": "assert", "code": "assert answer() == {'a': [1, (2, 3)]}"},
+        {"kind": "assert", "code": "assert answer() == {'a': [1, (2, 4)]}"}], limits={"time_s": 2}))
+    assert [t.verdict.value for t in result.tests] == ["pass", "fail"], result.tests
