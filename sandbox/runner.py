@@ -370,6 +370,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
     _urandom_int = int.from_bytes(os.urandom(2), "big")
     _listdir, _self_tid = os.listdir, str(os.getpid())
     _io = (marshal.dumps, marshal.loads, os.read, os.write, _describe)  # serving the checker (_serve)
+    _writers = _PIPE_WRITERS  # the test's sys.stdout and sys.stderr
 
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
@@ -487,7 +488,7 @@ def _loader_main(workdir: str, ctl: socket.socket, out_w: int, err_w: int, job_r
                 fds += [_from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, _len(raw) - _len(raw) % 4, 4)]
         _index, token = order[1], order[2]
         primitives = (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-                      _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl.fileno(), _io)
+                      _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl.fileno(), _io, _writers)
         result_fd = 100 + (_urandom_int + order[1]) % 150
         if order[0] == "last" and _listdir("/proc/self/task") == [_self_tid]:
             # The program's last test needs no pristine copy left behind: it runs here, saving a fork. Only
@@ -579,7 +580,7 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
     """Run one test and report it; never returns. ``in_place``: in the loader itself (its last test), which
     already leads its own session; the supervisor then takes the exit status from the kernel, not the loader."""
     (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-     _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl_fd, _io) = primitives
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, ctl_fd, _io, _writers) = primitives
     try:
         _close(ctl_fd)  # the loader's channel to the supervisor is not the test's to use
         if not in_place:
@@ -603,8 +604,8 @@ def _test_child(job, module, runnables, index, token, fds, result_fd, primitives
         if os.getuid() != 0:  # counted per user, and root ignores it: only a confined runner's children get it
             _set_rlimit(resource.RLIMIT_NPROC, PROCESS_LIMIT)
         sys.stdin = _open(0, "r", encoding="utf-8", errors="replace", closefd=False)
-        sys.stdout = _open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = _open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stdout, sys.stderr = _writers or [_open(fd, "w", encoding="utf-8", errors="backslashreplace",
+                                                    closefd=False) for fd in (1, 2)]
     except _BaseException:
         _exit(70)
 
@@ -1260,6 +1261,27 @@ def _checker_path() -> list[str]:
 _CHECKER_PATH: list[str] = []  # _checker_path(), worked out once by the zygote for every checker below it
 
 
+def _pipe_writers() -> tuple:
+    """A test's sys.stdout and sys.stderr: text writers on descriptors 1 and 2, set up (not seekable, a pipe's
+    buffer size) while those are a pipe, as they are in the processes that run tests. The zygote makes them once
+    (_PIPE_WRITERS) and every test process takes them as they are: making them in each one cost ~60 pages
+    copied on write."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        return tuple(io.open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False) for fd in (1, 2))
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (read_end, write_end) + saved:
+            os.close(fd)
+
+
+_PIPE_WRITERS: tuple = ()  # made by the zygote before it forks anything (see _pipe_writers)
+
+
 def _checker_main(ctl_fd: int) -> None:
     """Get ready, wait for one assert test on ``ctl_fd``, run it against the candidate's process and report;
     never returns."""
@@ -1295,8 +1317,7 @@ def _checker_main(ctl_fd: int) -> None:
         _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
         # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
         _set_rlimit(resource.RLIMIT_AS, _address_space() + limits["memory_mb"] * 1024 * 1024)
-        sys.stdout = io.open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = io.open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stdout, sys.stderr = _PIPE_WRITERS or _pipe_writers()
         code = 0
     except BaseException:  # noqa: BLE001
         os._exit(code)
@@ -1959,8 +1980,9 @@ def _parse_report(data: bytes, token: bytes):
 
 
 def _zygote_main(sock: socket.socket, workroot: str) -> None:
-    global _PRISTINE, _CHECKER_PATH
+    global _PRISTINE, _CHECKER_PATH, _PIPE_WRITERS
     _CHECKER_PATH = _checker_path()
+    _PIPE_WRITERS = _pipe_writers()
     # Taken once here, before any supervisor or program exists, instead of in every loader: every loader is a copy
     # of this process and inherits the snapshot with the harness (building it cost each loader about 1 ms).
     _PRISTINE = _Snapshot()
@@ -2309,7 +2331,7 @@ def _run_cases(test: dict, module, token: bytes, result_fd: int, primitives) -> 
     """In the test child: call the entry point on each case, one result frame per case, until one raises or
     runs out of time. Frames are written with the primitives captured before the candidate loaded."""
     (_exit, _write, _close, _dup2, _setsid, _dumps, _exec, _compile, _open, _getattr,
-     _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd, _io) = primitives
+     _isinstance, _len, _BaseException, _SystemExit, _describe_, _ctl_fd, _io, _writers) = primitives
     target = module
     parts = test["entry_point"].split(".")
     if test["on_instance"] and len(parts) == 2:

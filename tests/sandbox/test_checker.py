@@ -277,3 +277,17 @@ def test_builtins_broken_at_the_top_level_do_not_break_the_harness_that_serves_t
         {"kind": "assert", "code": "assert answer() == {'a': [1, (2, 3)]}"},
         {"kind": "assert", "code": "assert answer() == {'a': [1, (2, 4)]}"}], limits={"time_s": 2}))
     assert [t.verdict.value for t in result.tests] == ["pass", "fail"], result.tests
+
+
+def test_a_tests_stdout_and_stderr_are_set_up_as_the_pipes_they_write_to():
+    # Both are made once by the zygote and shared by every test process: they must behave as if made over the
+    # test's own pipes (not seekable), in the checker and in the candidate's process alike.
+    code = "import sys\ndef streams():\n    print('out'); print('err', file=sys.stderr)\n" \
+           "    return [sys.stdout.seekable(), sys.stderr.seekable(), sys.stdout.encoding]\n"
+    result = LocalExecutor(workers=1).run(RunRequest(code=code, tests=[
+        {"kind": "call", "entry_point": "streams", "expected": [False, False, "utf-8"]},
+        {"kind": "assert", "code": "import sys\nprint('checker')\n"
+                                   "assert not sys.stdout.seekable() and not sys.stderr.seekable()"}]))
+    assert [t.verdict.value for t in result.tests] == ["pass", "pass"], result.tests
+    assert result.tests[0].stdout == "out\n" and result.tests[0].stderr == "err\n"
+    assert result.tests[1].stdout == "checker\n"
