@@ -34,13 +34,14 @@ Tiny (proves the pipeline in minutes on a busy CPU with a random 2-layer model; 
     python benchmarks/experiment.py --output runs/exp-tiny --tiny-model --train-tasks 6 --heldout-tasks 4 \\
         --own-rounds 0 --repair-samples 2 --synthetic 6 --heldout-synthetic 4 --steps 4 --heldout-steps 2 \\
         --lr 1e-3 --max-new-tokens 16 --executor local --threads 2 --name experiment-tiny-cpu
-CPU (run: benchmarks/results/experiment-cpu.*; 102 min of wall time on 2 shared cores, 40 of them the debugging
-loop, which gave no pair; docs/demo.md):
+CPU (run: benchmarks/results/experiment-cpu.*; 77 min of wall time on 2 cores, 19 of them the debugging loop,
+which gave no pair; docs/demo.md):
     python benchmarks/experiment.py --output runs/exp-cpu --train-tasks 48 --heldout-tasks 24 --own-rounds 2 \\
         --repair-samples 2 --synthetic 24 --heldout-synthetic 16 --steps 16 --heldout-steps 8 --lr 1e-5 \\
         --eval-methods "untrained,focal a=1,DPO" --max-new-tokens 256 --batch-size 32 --bf16 yes --threads 2 \\
-        --name experiment-cpu
-    Adding --sample-bf16 yes samples the loop and pass@1 with bfloat16 weights, 1.5x faster here (that run did not).
+        --sample-bf16 yes --name experiment-cpu
+    --sample-bf16 yes samples the loop and pass@1 with bfloat16 weights: 1.5x faster on a CPU with bf16
+    instructions (without it the same run took 102 min), slower on one without.
 GPU (pass@k for every method):
     python benchmarks/experiment.py --output runs/exp-gpu --train-tasks 120 --heldout-tasks 44 --own-rounds 5 \\
         --repair-samples 4 --synthetic 60 --heldout-synthetic 44 --steps 200 --heldout-steps 10 --eval-methods all \\
