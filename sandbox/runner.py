@@ -922,7 +922,7 @@ def _serve(module: types.ModuleType, fd: int, io_primitives: tuple) -> None:
             return ("m", str(getattr(obj, "__name__", "")))
         table.append(obj)
         meta = None
-        if callable(obj):  # its signature only on request ("signature"): inspect costs a loader ~2 ms to import
+        if callable(obj):  # its signature only on request ("signature"): working it out copies ~160 pages here
             meta = (_text(getattr(obj, "__name__", None)), _text(getattr(obj, "__qualname__", None)),
                     _text(getattr(obj, "__doc__", None)), None)
         return ("h", len(table) - 1, _text(type(obj).__name__), meta)
@@ -1261,17 +1261,25 @@ def _checker_path() -> list[str]:
 _CHECKER_PATH: list[str] = []  # _checker_path(), worked out once by the zygote for every checker below it
 
 
+def _text_writers() -> tuple:
+    """Text writers on descriptors 1 and 2, as a test's sys.stdout and sys.stderr."""
+    return tuple(io.open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False) for fd in (1, 2))
+
+
 def _pipe_writers() -> tuple:
-    """A test's sys.stdout and sys.stderr: text writers on descriptors 1 and 2, set up (not seekable, a pipe's
-    buffer size) while those are a pipe, as they are in the processes that run tests. The zygote makes them once
-    (_PIPE_WRITERS) and every test process takes them as they are: making them in each one cost ~60 pages
-    copied on write."""
+    """The writers of _text_writers(), set up (not seekable, a pipe's buffer size) while descriptors 1 and 2 are a
+    pipe, as they are in the processes that run tests: the zygote makes them once (_PIPE_WRITERS) and every test
+    process takes them as they are, where making its own cost ~60 pages copied on write. () if descriptors 1 and 2
+    cannot be borrowed (each test process then makes its own)."""
+    try:
+        saved = os.dup(1), os.dup(2)
+    except OSError:
+        return ()
     read_end, write_end = os.pipe()
-    saved = os.dup(1), os.dup(2)
     try:
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
-        return tuple(io.open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False) for fd in (1, 2))
+        return _text_writers()
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -1317,7 +1325,7 @@ def _checker_main(ctl_fd: int) -> None:
         _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
         # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
         _set_rlimit(resource.RLIMIT_AS, _address_space() + limits["memory_mb"] * 1024 * 1024)
-        sys.stdout, sys.stderr = _PIPE_WRITERS or _pipe_writers()
+        sys.stdout, sys.stderr = _PIPE_WRITERS or _text_writers()
         code = 0
     except BaseException:  # noqa: BLE001
         os._exit(code)
