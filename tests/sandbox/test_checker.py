@@ -291,3 +291,22 @@ def test_a_tests_stdout_and_stderr_are_set_up_as_the_pipes_they_write_to():
     assert [t.verdict.value for t in result.tests] == ["pass", "pass"], result.tests
     assert result.tests[0].stdout == "out\n" and result.tests[0].stderr == "err\n"
     assert result.tests[1].stdout == "checker\n"
+
+
+def test_the_shared_writers_are_set_up_as_over_a_pipe_whatever_descriptors_1_and_2_are_now():
+    import os
+
+    with open(os.devnull, "w") as null:  # seekable, unlike the pipes the writers will write to
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            writers = runner._pipe_writers()
+            after = os.fstat(1).st_ino, os.fstat(2).st_ino
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        assert after == (os.fstat(null.fileno()).st_ino,) * 2  # descriptors 1 and 2 given back as they were
+    assert [w.fileno() for w in writers] == [1, 2] and not any(w.seekable() for w in writers)
