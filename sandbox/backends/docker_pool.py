@@ -168,6 +168,7 @@ class ContainerPool:
         self._known: set[str] = set()  # every container of ours not yet removed, whatever its state
         self._background: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
+        self._idle_added = asyncio.Event()  # set whenever a container joins _idle (acquire waits on it)
         self._closing = False
         self.last_error: Optional[str] = None
         self.docker_reachable = False
@@ -274,7 +275,7 @@ class ContainerPool:
     async def acquire(self, timeout_s: float) -> WarmContainer:
         """The next warm container (waiting up to ``timeout_s``). On its last job its replacement starts when it
         is released, ``refill_delay_s`` from now if that comes first, or at once if it was the last idle one."""
-        container = await asyncio.wait_for(self._idle.get(), timeout_s)
+        container = await self._take_idle(timeout_s)
         self._busy[container.id] = container
         container.jobs += 1
         if self.serves_again(container):
@@ -284,6 +285,27 @@ class ContainerPool:
         else:
             asyncio.get_running_loop().call_later(self._refill_delay_s, self._wake.set)
         return container
+
+    async def _take_idle(self, timeout_s: float) -> WarmContainer:
+        """Take an idle container off the queue in this coroutine, with nothing awaited between taking it and
+        marking it busy: ``wait_for(queue.get())`` takes it in a task of its own, and for a moment the container
+        is in no state at all, so the refill loop counts it missing and starts one too many."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                return self._idle.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            left = deadline - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            self._idle_added.clear()
+            await asyncio.wait_for(self._idle_added.wait(), left)
+
+    def _put_idle(self, container: WarmContainer) -> None:
+        self._idle.put_nowait(container)
+        self._idle_added.set()
 
     def release(self, container: WarmContainer, exchange: Optional[Exchange] = None) -> None:
         """Back to the pool after its guard's signed ready line if the job went exactly as the protocol says
@@ -303,7 +325,7 @@ class ContainerPool:
         finally:
             if self._resetting.pop(container.id, None) is not None:  # close() has not taken it over
                 if clean and not self._closing:
-                    self._idle.put_nowait(container)
+                    self._put_idle(container)
                 else:
                     if not self._closing:
                         event(log, "reset_failed", logging.WARNING, container=container.id[:12],
@@ -453,7 +475,7 @@ class ContainerPool:
                     if self._closing:
                         self._destroy_soon(outcome)
                     else:
-                        self._idle.put_nowait(outcome)
+                        self._put_idle(outcome)
                     failures = 0
                 elif isinstance(outcome, BaseException):
                     failures += 1

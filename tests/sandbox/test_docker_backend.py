@@ -186,6 +186,43 @@ def test_only_a_container_whose_job_ended_cleanly_is_reset_for_another():
     container.close_socket()
 
 
+def test_a_container_taken_from_the_idle_queue_is_busy_at_once():
+    """An acquire that waited for a container marks it busy in the same step that takes it off the queue: were
+    it in no state for a moment (as with ``wait_for(queue.get())``, which takes it in a task of its own), the
+    refill loop would count it missing and start one container too many."""
+    pool, container, theirs = reset_pool_and_container(size=1)
+
+    async def scenario() -> None:
+        waiter = asyncio.ensure_future(pool.acquire(30))
+        await asyncio.sleep(0)  # the waiter now waits on an empty pool
+        assert pool.idle == 0 and pool.busy == 0
+        pool._put_idle(container)
+        steps = 0
+        while not waiter.done():
+            assert pool.idle + pool.busy == 1, f"the container was in no state after {steps} steps"
+            await asyncio.sleep(0)
+            steps += 1
+        assert waiter.result() is container and pool.busy == 1 and pool.idle == 0
+
+    with theirs:
+        asyncio.run(scenario())
+    container.close_socket()
+
+
+def test_acquire_gives_up_after_its_timeout_on_an_empty_pool():
+    pool, container, theirs = reset_pool_and_container(size=1)
+
+    async def scenario() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await pool.acquire(0.05)
+        pool._put_idle(container)  # a container that comes later is taken by the next acquire
+        assert await pool.acquire(0.05) is container
+
+    with theirs:
+        asyncio.run(scenario())
+    container.close_socket()
+
+
 def test_chunking_uses_few_containers_for_small_batches():
     assert chunk_sizes(1, 4, 8) == [1]
     assert chunk_sizes(7, 4, 8) == [7]
