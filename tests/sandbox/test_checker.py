@@ -310,3 +310,28 @@ def test_the_shared_writers_are_set_up_as_over_a_pipe_whatever_descriptors_1_and
                 os.close(fd)
         assert after == (os.fstat(null.fileno()).st_ino,) * 2  # descriptors 1 and 2 given back as they were
     assert [w.fileno() for w in writers] == [1, 2] and not any(w.seekable() for w in writers)
+
+
+def test_the_supervisor_compiles_a_test_as_its_checker_would():
+    """The code objects the supervisor hands over carry the checker's file names and future flags (the runner's
+    own, inherited by ``compile`` either way), so a test reads the same wherever it was compiled."""
+    setup_code, test_code = runner._compile_test({"setup": "y = 2", "code": "def g(x: undefined_name):\n"
+                                                                           "    return x\nassert g(y) == 2"})
+    assert (setup_code.co_filename, test_code.co_filename) == (runner.SETUP_CODE, runner.TEST_CODE)
+    namespace: dict = {}
+    exec(setup_code, namespace)
+    exec(test_code, namespace)  # the annotation is never evaluated, as under the checker's own compile
+    assert runner._compile_test({"code": "assert ("}) is None  # left to the checker, which reports it
+    too_long = "# " + "x" * runner.SUPERVISOR_COMPILE_LIMIT + "\nassert True"
+    assert runner._compile_test({"code": too_long}) is None
+
+
+@pytest.mark.parametrize("test, verdict, error_type", [
+    ("def g(x: undefined_name):\n    return x\nassert g(f()) == 1", "pass", None),
+    ("assert (f(", "error", "SyntaxError"),
+    ("# " + "x" * (runner.SUPERVISOR_COMPILE_LIMIT + 1) + "\nassert f() == 2", "fail", "AssertionError"),
+])
+def test_tests_compiled_by_the_supervisor_or_by_the_checker_get_the_same_verdicts(test, verdict, error_type):
+    result = LocalExecutor(workers=1).run(RunRequest(code="def f():\n    return 1\n",
+                                                     tests=[{"kind": "assert", "code": test}]))
+    assert (result.tests[0].verdict.value, result.tests[0].error_type) == (verdict, error_type), result.tests[0]
