@@ -42,6 +42,7 @@ import tempfile
 import time
 import traceback
 import types
+import warnings
 from typing import Any, Callable, Sequence, cast
 
 # The runner's own functions look builtins up in this copy, taken before any candidate ran (a function keeps the
@@ -1204,10 +1205,14 @@ def _compile_test(test: dict) -> tuple | None:
     setup, source = test.get("setup") or "", test["code"]
     if len(setup) + len(source) > SUPERVISOR_COMPILE_LIMIT:
         return None
-    try:
-        return compile(setup, SETUP_CODE, "exec"), compile(source, TEST_CODE, "exec")
-    except Exception:  # noqa: BLE001 - a syntax error, or a limit of the compiler: the checker reports it
-        return None
+    # A warning (say "assertion is always true") goes to the test's stderr, where the checker's compile prints it:
+    # code that warns is left to the checker.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return compile(setup, SETUP_CODE, "exec"), compile(source, TEST_CODE, "exec")
+        except Exception:  # noqa: BLE001 - a syntax error, a warning, a limit of the compiler: the checker's to report
+            return None
 
 
 def _test_names(codes: Sequence[types.CodeType]) -> list[str]:

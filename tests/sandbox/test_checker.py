@@ -335,3 +335,12 @@ def test_tests_compiled_by_the_supervisor_or_by_the_checker_get_the_same_verdict
     result = LocalExecutor(workers=1).run(RunRequest(code="def f():\n    return 1\n",
                                                      tests=[{"kind": "assert", "code": test}]))
     assert (result.tests[0].verdict.value, result.tests[0].error_type) == (verdict, error_type), result.tests[0]
+
+
+def test_a_warning_from_compiling_the_test_still_reaches_the_tests_stderr():
+    """The supervisor leaves code that warns to the checker, whose compile prints the warning where it belongs."""
+    assert runner._compile_test({"code": "assert (1 == 2, 'message')"}) is None
+    result = LocalExecutor(workers=1).run(RunRequest(code="def f():\n    return 1\n", tests=[
+        {"kind": "assert", "code": "assert (f() == 2, 'message')"}]))
+    assert result.tests[0].verdict.value == "pass"  # always true, as in plain Python, which warns about it
+    assert "SyntaxWarning: assertion is always true" in result.tests[0].stderr
