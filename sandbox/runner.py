@@ -1193,7 +1193,7 @@ class _Remote:
 
 
 # Test code the supervisor compiles for its checker, up to this size (setup and code together); a longer one, or
-# one that does not compile, is compiled by the checker, which reports the error as the test's own.
+# one that does not compile or warns, is compiled by the checker, which reports it as before.
 SUPERVISOR_COMPILE_LIMIT = 1 << 18
 
 
