@@ -344,3 +344,36 @@ def test_a_warning_from_compiling_the_test_still_reaches_the_tests_stderr():
         {"kind": "assert", "code": "assert (f() == 2, 'message')"}]))
     assert result.tests[0].verdict.value == "pass"  # always true, as in plain Python, which warns about it
     assert "SyntaxWarning: assertion is always true" in result.tests[0].stderr
+
+
+def test_a_checker_is_handed_the_code_objects_the_supervisor_compiled():
+    """What crosses to the checker: the test as before, and the supervisor's code objects beside it."""
+    import marshal
+    import os
+    import socket
+    import sys
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pipes = [os.pipe() for _ in range(2)]
+    fds = (pipes[0][0], pipes[0][1], pipes[1][0], pipes[1][1])
+    test = {"kind": "assert", "code": "assert f() == 1", "setup": ""}
+    compiled = runner._compile_test(test)
+    try:
+        assert runner._BlankChecker.adopt(0, ours).start(test, {"time_s": 1}, b"t" * 16, fds, "/tmp", compiled)
+        head, ancillary, _flags, _addr = theirs.recvmsg(4, socket.CMSG_SPACE(4 * 4))
+        assert len(ancillary) == 1  # the four descriptors
+        for _level, _kind, raw in ancillary:
+            for i in range(0, len(raw) - len(raw) % 4, 4):
+                os.close(int.from_bytes(raw[i : i + 4], sys.byteorder))
+        size, body = int.from_bytes(head, "big"), b""
+        while len(body) < size:
+            body += theirs.recv(size - len(body))
+        sent_test, _limits, _token, _workdir, sent_code = marshal.loads(body)
+        assert sent_test == test
+        assert [c.co_filename for c in sent_code] == [runner.SETUP_CODE, runner.TEST_CODE]
+        assert sent_code[1].co_code == compiled[1].co_code
+    finally:
+        theirs.close()
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
