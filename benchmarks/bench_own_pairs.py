@@ -29,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from iterpref.errors import ConfigError, DataError, IterprefError  # noqa: E402
 from iterpref.records import read_json, write_json  # noqa: E402
+from iterpref.refine.feedback import REPAIR_PROMPTS  # noqa: E402
 from iterpref.samplers import Sampler  # noqa: E402
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -36,7 +37,7 @@ TARGET_PAIRS, TARGET_RATIO = 10, 3.0
 
 
 def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, label: str, rounds: int,
-             samples: int) -> dict:
+             samples: int, repair_style: str) -> dict:
     """One debugging loop, resumed if its trajectories exist; its pairs and its accumulated seconds."""
     from iterpref.pairs import write_pairs
     from iterpref.refine import load_trajectories, refine
@@ -48,7 +49,8 @@ def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, la
         sampler = make_sampler()
         started = time.monotonic()
         try:
-            summary = refine(tasks, sampler, executor, trajectories, max_rounds=rounds, samples=samples)
+            summary = refine(tasks, sampler, executor, trajectories, max_rounds=rounds, samples=samples,
+                             repair_style=repair_style)
         finally:
             seconds += time.monotonic() - started
             write_json(clock, {"seconds": seconds})
@@ -68,11 +70,11 @@ def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, la
             "pairs_per_minute": round(60 * len(pairs) / seconds, 3) if seconds else None}
 
 
-def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int) -> dict:
+def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int, repair_style: str) -> dict:
     """The single-sample loop, then repair sampling with ``samples`` candidates, on the same tasks."""
     out.mkdir(parents=True, exist_ok=True)
-    single = run_loop(tasks, make_sampler, executor, out, "single", rounds, 1)
-    many = run_loop(tasks, make_sampler, executor, out, f"samples-{samples}", rounds, samples)
+    single = run_loop(tasks, make_sampler, executor, out, "single", rounds, 1, repair_style)
+    many = run_loop(tasks, make_sampler, executor, out, f"samples-{samples}", rounds, samples, repair_style)
     ratio = many["seconds"] / single["seconds"] if single["seconds"] else None
     return {"rounds": rounds, "single": single, "repair_sampling": many,
             "time_ratio": round(ratio, 2) if ratio is not None else None,
@@ -100,6 +102,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5, help="repair rounds after round 0 (the paper: at most 5)")
     parser.add_argument("--samples", type=int, default=4, help="candidates per task and round, repair sampling")
+    parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="brief",
+                        help="repair prompt of both loops (default brief: the bundled model repairs nothing from "
+                             "the full one; see iterpref refine --help)")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate call (hf)")
@@ -148,6 +153,7 @@ def run(args) -> int:
     out = Path(args.output)
     settings = {"sampler": args.sampler, "model": args.model or args.sampler_model or "bundled SmolLM2-135M-Instruct",
                 "tasks": len(tasks), "split seed": args.split_seed, "rounds": args.rounds,
+                "repair prompt": args.repair_prompt,
                 "temperature": args.temperature, "max new tokens": args.max_new_tokens,
                 "bf16 weights": args.bf16 == "yes" and args.sampler == "hf"}
     saved = out / "settings.json"
@@ -156,7 +162,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved, settings)
     with open_executor(args.executor, out) as (executor, note):
-        result = compare(tasks, sampler, executor, out, args.rounds, args.samples)
+        result = compare(tasks, sampler, executor, out, args.rounds, args.samples, args.repair_prompt)
     text = markdown(result, settings) + f"\n{note}\n"
     print("\n" + text)
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -68,6 +68,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from iterpref.demo import DemoConfig, hf_sampler, open_executor, split_tasks  # noqa: E402
 from iterpref.errors import ConfigError, DataError, IterprefError  # noqa: E402
 from iterpref.records import read_json, read_jsonl, write_json  # noqa: E402
+from iterpref.refine.feedback import REPAIR_PROMPTS  # noqa: E402
 from iterpref.report import bootstrap, bootstrap_differences, settings_changes  # noqa: E402
 from iterpref.samplers.hf import PREFILLS  # noqa: E402
 
@@ -126,7 +127,8 @@ def own_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> tup
         sampler = hf_sampler(args.model, config, args.temperature, bf16=args.sample_bf16 == "yes")
         try:
             summary = refine(train_tasks, sampler, executor, trajectories, max_rounds=args.own_rounds,
-                             wave_size=config.batch_size * 4, samples=args.repair_samples)
+                             wave_size=config.batch_size * 4, samples=args.repair_samples,
+                             repair_style=args.repair_prompt)
         finally:
             sampler.close()
         if summary.unfinished:
@@ -288,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--own-rounds", type=int, default=2,
                         help="repair rounds of the model's own debugging loop; -1: no pairs of the model's own")
     parser.add_argument("--repair-samples", type=int, default=2, help="candidates per task and round")
+    parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="full",
+                        help="repair prompt of the debugging loop (default full, as the recorded results used; "
+                             "brief repairs more with the bundled model, docs/data.md)")
     parser.add_argument("--pairs-per-task", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of the debugging loop")
     parser.add_argument("--synthetic", type=int, default=24, help="synthetic training pairs added (0: none)")
@@ -341,9 +346,9 @@ def _choose(text: str, what: str) -> list[Method]:
 def settings_of(args) -> dict:
     """Everything that shapes a result; a folder's runs are reused only under the same values."""
     keys = ("pairs", "heldout_pairs", "train_tasks", "heldout_tasks", "split_seed", "own_rounds", "repair_samples",
-            "pairs_per_task", "temperature", "synthetic", "heldout_synthetic", "model", "steps", "heldout_steps",
-            "batch_pairs", "grad_accum", "lr", "beta", "eval_samples", "eval_temperature", "max_new_tokens",
-            "prefill", "tiny_model", "bf16", "sample_bf16")
+            "repair_prompt", "pairs_per_task", "temperature", "synthetic", "heldout_synthetic", "model", "steps",
+            "heldout_steps", "batch_pairs", "grad_accum", "lr", "beta", "eval_samples", "eval_temperature",
+            "max_new_tokens", "prefill", "tiny_model", "bf16", "sample_bf16")
     current = {k: getattr(args, k) for k in keys}
     for k in ("pairs", "heldout_pairs"):  # the files' contents, not only their names
         if current[k]:

@@ -29,13 +29,14 @@ from typing import Iterator, Optional
 
 from iterpref.errors import ConfigError, ExecutorUnavailable
 from iterpref.records import read_json, read_jsonl, write_json
+from iterpref.refine.feedback import REPAIR_PROMPTS
 from sandbox.launch import docker_problem, start_service
 
 CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
 KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
          "max_new_tokens", "temperature", "prefill", "min_pairs", "train_steps", "lr", "refine_script",
-         "repair_samples")
+         "repair_samples", "repair_prompt")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class DemoConfig:
     # Candidates per task in every refine round (iterpref refine --repair-samples): more tasks reach a pass, so
     # more pairs are the model's own.
     repair_samples: int = 2
+    # The repair prompt's style (iterpref refine --repair-prompt). brief suits the bundled 135M model, which repairs
+    # nothing from the full prompt (docs/data.md); a served model (--sampler openai) does better with full.
+    repair_prompt: str = "brief"
     seed: int = 0
     sampler: str = "hf"  # refine's replies: hf (the model being trained) or openai (a served model)
     model: Optional[str] = None  # HF folder trained and evaluated (default: the bundled SmolLM2-135M-Instruct)
@@ -81,6 +85,8 @@ class DemoConfig:
             raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
         if self.repair_samples < 1:
             raise ConfigError(f"--repair-samples must be at least 1, got {self.repair_samples}")
+        if self.repair_prompt not in REPAIR_PROMPTS:
+            raise ConfigError(f"--repair-prompt must be one of {', '.join(REPAIR_PROMPTS)}, got {self.repair_prompt!r}")
         if self.repair_samples > 1 and self.temperature == 0 and not self.refine_script:
             raise ConfigError("--repair-samples above 1 needs --temperature above 0 (greedy decoding draws the same "
                               "candidate every time)")
@@ -282,7 +288,7 @@ def run_demo(config: DemoConfig) -> Path:
 
         since = time.monotonic()
         banner(4, total, f"refine: debugging loop on {len(train_tasks)} training tasks, up to {config.rounds} repairs, "
-                         f"{config.repair_samples} candidates per task and round")
+                         f"{config.repair_samples} candidates per task and round, {config.repair_prompt} repair prompt")
         trajectories_path = out / "trajectories.jsonl"
         done_marker = out / "refine_done.json"
         if done_marker.is_file():
@@ -292,7 +298,7 @@ def run_demo(config: DemoConfig) -> Path:
             try:
                 summary = refine(train_tasks, sampler, executor, trajectories_path, max_rounds=config.rounds,
                                  wave_size=max(config.batch_size * 4, 1), samples=config.repair_samples,
-                                 progress=config.progress)
+                                 repair_style=config.repair_prompt, progress=config.progress)
             except (SamplerError, ExecutorUnavailable) as exc:
                 raise type(exc)(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
             finally:
@@ -365,7 +371,7 @@ def run_demo(config: DemoConfig) -> Path:
                                    f"openai {config.sampler_model} at {config.base_url}" if config.sampler == "openai"
                                    else "the model itself"),
                 "training tasks": len(train_tasks), "held-out tasks": len(heldout), "repair rounds": config.rounds,
-                "candidates per task and round": config.repair_samples,
+                "candidates per task and round": config.repair_samples, "repair prompt": config.repair_prompt,
                 "max new tokens": config.max_new_tokens, "refine temperature": config.temperature,
                 "train steps": config.train_steps, "learning rate": config.lr, "seed": config.seed}
     facts = DemoFacts(settings=settings, executor_note=executor_note, refine_table=stats.format_table(run_stats),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from iterpref.demo import DemoConfig
+from iterpref.refine.feedback import REPAIR_PROMPTS
 from iterpref.samplers.hf import PREFILLS
 
 
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repair-samples", type=int, default=d.repair_samples,
                         help=f"candidates per task in every refine round, round 0 included (default "
                              f"{d.repair_samples}; see `iterpref refine --help`)")
+    parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default=d.repair_prompt,
+                        help=f"repair prompt: brief (the first request plus how the last attempt failed; default "
+                             f"{d.repair_prompt}, what the bundled model can use) or full (the failing code, tracebacks "
+                             "and line numbers; better for a served model)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split, sampling and training")
     parser.add_argument("--model", default=None, help="HF model folder to train and evaluate (default: bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--sampler", choices=["hf", "openai"], default=d.sampler,

@@ -7,6 +7,7 @@ import argparse
 from iterpref.errors import ConfigError, ExecutorUnavailable, SamplerError
 from iterpref.executor import close_executor, make_executor
 from iterpref.refine import refine
+from iterpref.refine.feedback import REPAIR_PROMPTS
 from iterpref.samplers import KINDS, make_sampler
 from iterpref.samplers.hf import PREFILLS, resolve_device
 from iterpref.tasks import load_tasks
@@ -69,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="candidates drawn per task in every round, round 0 included, at --temperature; a task "
                              "stops at its first pass, else the next round repairs the failing candidate that "
                              "passed the most tests (default 1: the single-sample loop)")
+    parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="full",
+                        help="full (default: the failing code as the model's reply, then each failing test's error, "
+                             "line and traceback and the code with line numbers) or brief (the first request again "
+                             "plus one line on how the attempt failed, no code: what a very small model can use)")
     add_sampler_arguments(parser)
     parser.set_defaults(func=_run)
 
@@ -82,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     sampler = sampler_from_args(args)
     try:
         summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size,
-                         samples=args.repair_samples)
+                         samples=args.repair_samples, repair_style=args.repair_prompt)
     except (SamplerError, ExecutorUnavailable) as exc:
         # Same class, so a caller still sees what failed; the note says nothing was lost.
         raise type(exc)(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None

@@ -30,7 +30,7 @@ from iterpref.errors import ConfigError, DataError, ExecutorUnavailable, Sampler
 from iterpref.executor import Executor, judge_batch
 from iterpref.records import Attempt, Task, from_dict, read_jsonl, to_json_line
 from iterpref.refine.extract import extract_code
-from iterpref.refine.feedback import initial_prompt, repair_messages
+from iterpref.refine.feedback import REPAIR_PROMPTS, initial_prompt, repair_prompt
 from iterpref.samplers.base import Prompt, Sampler
 from iterpref.tasks import to_request
 from sandbox.models import MAX_TESTS, RunResult, RunStatus
@@ -115,11 +115,11 @@ class _State:
     task: Task
     last: Optional[Attempt] = None
 
-    def next_prompt(self) -> Prompt:
+    def next_prompt(self, style: str) -> Prompt:
         if self.last is None:
             return initial_prompt(self.task)
         result = RunResult.model_validate(self.last.result)
-        return Prompt(self.task.task_id, self.last.round + 1, repair_messages(self.task, self.last.code, result))
+        return repair_prompt(self.task, self.last.code, result, self.last.round + 1, style)
 
     @property
     def parent(self) -> Optional[int]:
@@ -146,14 +146,18 @@ def refine(
     *,
     wave_size: int = 256,
     samples: int = 1,
+    repair_style: str = "full",
     progress: bool = True,
 ) -> RefineSummary:
     """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds.
-    ``samples`` candidates are drawn per task and round (see the module's docstring)."""
+    ``samples`` candidates are drawn per task and round (see the module's docstring); ``repair_style`` is the
+    repair prompt's style (``full`` or ``brief``, :mod:`iterpref.refine.feedback`)."""
     if max_rounds < 0:
         raise ConfigError("max_rounds must be 0 or more")
     if samples < 1:
         raise ConfigError("samples (--repair-samples) must be at least 1")
+    if repair_style not in REPAIR_PROMPTS:
+        raise ConfigError(f"repair prompt must be one of {', '.join(REPAIR_PROMPTS)}, not {repair_style!r}")
     if not 1 <= wave_size <= MAX_TESTS:
         raise ConfigError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
     ids = [task.task_id for task in tasks]
@@ -183,7 +187,7 @@ def refine(
             wave = active[start : start + wave_size]
             while wave:
                 # `samples` copies of each task's prompt, side by side: one sampler call, one executor batch.
-                own = [state.next_prompt() for state in wave]
+                own = [state.next_prompt(repair_style) for state in wave]
                 prompts = [prompt for prompt in own for _ in range(samples)]
                 owners = [state for state in wave for _ in range(samples)]
                 replies = sampler.generate(prompts)

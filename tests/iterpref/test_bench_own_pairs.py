@@ -49,8 +49,8 @@ def test_both_loops_count_pairs_and_time_and_a_rerun_resumes(tmp_path):
         return made[-1]
 
     executor = LocalExecutor()
-    result = bench.compare(TASKS, sampler, executor, tmp_path, rounds=2, samples=3)
-    again = bench.compare(TASKS, sampler, executor, tmp_path, rounds=2, samples=3)
+    result = bench.compare(TASKS, sampler, executor, tmp_path, rounds=2, samples=3, repair_style="brief")
+    again = bench.compare(TASKS, sampler, executor, tmp_path, rounds=2, samples=3, repair_style="brief")
     single, many = result["single"], result["repair_sampling"]
     assert (single["samples"], many["samples"]) == (1, 3)
     for loop in (single, many):
@@ -59,6 +59,10 @@ def test_both_loops_count_pairs_and_time_and_a_rerun_resumes(tmp_path):
         assert loop["seconds"] > 0 and loop["pairs_per_minute"] == pytest.approx(60 / loop["seconds"], rel=1e-2)
     rows = [json.loads(line) for line in (tmp_path / "samples-3.trajectories.jsonl").read_text().splitlines()]
     assert sorted({r["sample"] for r in rows}) == [0, 1, 2]  # three candidates per round, every round
+    # Both loops asked for repairs with the brief prompt: the first request plus a note, no failing code.
+    repairs = [r for r in rows if r["round"] == 1]
+    assert repairs and all("A previous attempt failed with AssertionError" in r["messages"][-1]["content"]
+                           and "return x + x" not in json.dumps(r["messages"]) for r in repairs)
     assert result["time_ratio"] == pytest.approx(many["seconds"] / single["seconds"], rel=1e-2)
     assert result["target_met"] is False  # one pair, not ten
     # The rerun sampled nothing (two samplers were made, one per loop, on the first call) and kept the times.

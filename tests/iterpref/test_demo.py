@@ -4,7 +4,7 @@ import pytest
 
 from iterpref.cli import main
 from iterpref.demo import DemoConfig, split_tasks
-from iterpref.errors import ExecutorUnavailable
+from iterpref.errors import ConfigError, ExecutorUnavailable
 
 pytest.importorskip("sandbox.local")
 
@@ -83,6 +83,10 @@ def test_demo_end_to_end_with_pairs(tmp_path, capsys):
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {(t["round"], t["sample"]) for t in trajectories} == {(0, 0), (0, 1), (1, 0), (1, 1)}
     assert "| candidates per task and round | 2 |" in report
+    # Repairs were asked for with the brief prompt, the demo's default for the bundled model.
+    repairs = [t for t in trajectories if t["round"] == 1]
+    assert all("A previous attempt failed with KeyError" in t["messages"][-1]["content"] for t in repairs)
+    assert "| repair prompt | brief |" in report
 
     # A second run reuses every stage; a run with other settings on the same folder is refused.
     assert main(["demo", "-o", str(out), *TINY, "--min-pairs", "0", "--refine-script", str(script)]) == 0
@@ -166,6 +170,8 @@ def test_repair_samples_need_sampling(tmp_path, capsys):
     assert "--repair-samples above 1 needs --temperature above 0" in capsys.readouterr().err
     assert main(["demo", "-o", str(tmp_path / "d"), "--repair-samples", "0"]) == 2
     assert DemoConfig().repair_samples == 2  # the demo samples several candidates per round by default
+    with pytest.raises(ConfigError, match="--repair-prompt must be one of full, brief"):
+        DemoConfig(repair_prompt="short").validate()
 
 
 def test_report_shows_displacement_and_margin(tmp_path):

@@ -52,7 +52,8 @@ def test_experiment_refuses_to_mix_settings(tmp_path):
     experiment.check_settings(out, experiment.settings_of(args), fresh=False)
     experiment.check_settings(out, experiment.settings_of(args), fresh=False)  # the same settings: reused
     (out / "runs").mkdir()
-    for key, value in (("steps", 99), ("lr", 1.0), ("model", "other"), ("beta", 0.5), ("sample_bf16", "yes")):
+    for key, value in (("steps", 99), ("lr", 1.0), ("model", "other"), ("beta", 0.5), ("sample_bf16", "yes"),
+                       ("repair_prompt", "brief")):
         changed = experiment.argparse.Namespace(**{**vars(args), key: value})
         with pytest.raises(ConfigError, match=key):
             experiment.check_settings(out, experiment.settings_of(changed), fresh=False)

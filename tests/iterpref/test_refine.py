@@ -8,7 +8,7 @@ import time
 import pytest
 
 from iterpref.cli import main
-from iterpref.errors import DataError, ExecutorUnavailable, SamplerError
+from iterpref.errors import ConfigError, DataError, ExecutorUnavailable, SamplerError
 from iterpref.records import Task, to_json_line
 from iterpref.refine import load_trajectories, refine
 from iterpref.samplers.scripted import ScriptedSampler
@@ -434,3 +434,52 @@ def test_cli_repair_samples(tmp_path, capsys):
     assert main(["refine", str(tasks_path), "-o", str(tmp_path / "g.jsonl"), "--repair-samples", "3",
                  "--temperature", "0"]) == 2
     assert "greedy decoding" in capsys.readouterr().err
+
+
+def test_brief_repair_prompts_repeat_the_request_and_say_only_how_it_failed(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    summary = refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=3, repair_style="brief",
+                     progress=False)
+    assert summary.pass_round == {"first": 0, "add": 1, "echo": 2}  # the same replies, so the same outcome
+    trajectories = load_trajectories(out)
+    first = trajectories["add"][0].messages
+    repair = trajectories["add"][1].messages
+    # The first request, word for word, with one note appended; the failing code is nowhere in it.
+    assert [m["role"] for m in repair] == ["system", "user"] and repair[0] == first[0]
+    note = repair[1]["content"][len(first[1]["content"]):]
+    assert repair[1]["content"].startswith(first[1]["content"])
+    assert note.startswith("\n\nA previous attempt failed with ") and note.endswith("\nWrite a correct version.")
+    assert "a - b" not in json.dumps(repair)
+    crash = trajectories["echo"][1].messages[-1]["content"]
+    assert "A previous attempt failed with IndexError: string index out of range" in crash
+
+
+def test_brief_failure_names_the_first_failing_test():
+    from iterpref.refine.feedback import brief_failure, repair_prompt
+    from sandbox.models import TestResult, Verdict
+
+    def result(*tests):
+        return RunResult(status="completed", passed=False, tests=list(tests))
+
+    slow = TestResult(id="a", verdict=Verdict.TIMEOUT)
+    wrong = TestResult(id="b", verdict=Verdict.FAIL, error_type="AssertionError", message="x\n  " + "y" * 500)
+    assert brief_failure(result(TestResult(id="p", verdict=Verdict.PASS), slow, wrong)) == "timeout"
+    text = brief_failure(result(wrong))
+    assert text.startswith("AssertionError: x y") and len(text) == len("AssertionError: ") + 200
+    # A brief prompt starts the reply as the first attempt did: with the signature for a function task.
+    task = TASKS[1]
+    assert repair_prompt(task, "def sq(x): pass\n", result(wrong), 1, "brief").code_start == task.prompt
+    assert repair_prompt(task, "def sq(x): pass\n", result(wrong), 1, "full").code_start == ""
+
+
+def test_cli_repair_prompt(tmp_path, capsys):
+    tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
+    out = tmp_path / "traj.jsonl"
+    assert main(["refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
+                 "--max-rounds", "1", "--repair-prompt", "brief"]) == 0
+    assert "A previous attempt failed with" in load_trajectories(out)["never"][1].messages[-1]["content"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["refine", str(tasks_path), "-o", str(tmp_path / "b.jsonl"), "--repair-prompt", "short"])
+    assert exit_info.value.code == 2 and "invalid choice: 'short'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="repair prompt must be one of full, brief"):
+        refine(TASKS, ScriptedSampler(SCRIPT), LocalExecutor(), tmp_path / "c.jsonl", repair_style="short")
