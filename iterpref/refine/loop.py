@@ -126,6 +126,22 @@ class _State:
         return self.last.sample if self.last is not None else None
 
 
+def _repair_style_of(attempt: Attempt) -> str:
+    """The style a repair attempt was asked for in: a brief prompt is two messages (system, user), a full one
+    four (the first request, the failing code as the reply, the feedback)."""
+    return "brief" if len(attempt.messages) == 2 else "full"
+
+
+def _check_repair_style(path: Path, done_before: dict[str, list[Attempt]], style: str) -> None:
+    """A resumed file keeps the repair prompt it was started with, so its trajectories never mix the two."""
+    for attempts in done_before.values():
+        repairs = [a for a in attempts if a.round > 0]
+        if repairs and _repair_style_of(repairs[0]) != style:
+            found = _repair_style_of(repairs[0])
+            raise ConfigError(f"{path} holds repairs asked for with the {found} repair prompt; resume it with "
+                              f"--repair-prompt {found}, or write to another file")
+
+
 def _execute(executor: Executor, requests: list) -> list[Optional[RunResult]]:
     """Results of a batch (see judge_batch); an infra error comes back as None, for a later run."""
     results: list[RunResult] = []
@@ -165,6 +181,7 @@ def refine(
         raise DataError("task ids repeat; each task must appear once")
     out_path = Path(out_path)
     done_before = load_trajectories(out_path, repair=True)
+    _check_repair_style(out_path, done_before, repair_style)
     summary = RefineSummary(tasks=len(tasks))
     active: list[_State] = []
     for task in tasks:

@@ -483,3 +483,20 @@ def test_cli_repair_prompt(tmp_path, capsys):
     assert exit_info.value.code == 2 and "invalid choice: 'short'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="repair prompt must be one of full, brief"):
         refine(TASKS, ScriptedSampler(SCRIPT), LocalExecutor(), tmp_path / "c.jsonl", repair_style="short")
+
+
+def test_a_resumed_file_keeps_its_repair_prompt(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=1, repair_style="brief", progress=False)
+    lines = out.read_text()
+    with pytest.raises(ConfigError, match="holds repairs asked for with the brief repair prompt; resume it with "
+                                          "--repair-prompt brief"):
+        refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=3, progress=False)
+    assert out.read_text() == lines  # nothing was written
+    summary = refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=3, repair_style="brief",
+                     progress=False)
+    assert summary.pass_round["echo"] == 2
+    full = tmp_path / "full.jsonl"
+    refine(TASKS, ScriptedSampler(SCRIPT), executor, full, max_rounds=1, progress=False)
+    with pytest.raises(ConfigError, match="with the full repair prompt"):
+        refine(TASKS, ScriptedSampler(SCRIPT), executor, full, max_rounds=3, repair_style="brief", progress=False)
