@@ -29,7 +29,7 @@ from typing import Iterator, Optional
 
 from iterpref.errors import ConfigError, ExecutorUnavailable
 from iterpref.records import read_json, read_jsonl, write_json
-from iterpref.refine.feedback import REPAIR_PROMPTS
+from iterpref.refine.feedback import check_repair_style
 from sandbox.launch import docker_problem, start_service
 
 CONFIG_NAME = "demo_config.json"
@@ -85,8 +85,7 @@ class DemoConfig:
             raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
         if self.repair_samples < 1:
             raise ConfigError(f"--repair-samples must be at least 1, got {self.repair_samples}")
-        if self.repair_prompt not in REPAIR_PROMPTS:
-            raise ConfigError(f"--repair-prompt must be one of {', '.join(REPAIR_PROMPTS)}, got {self.repair_prompt!r}")
+        check_repair_style(self.repair_prompt, "--repair-prompt")
         if self.repair_samples > 1 and self.temperature == 0 and not self.refine_script:
             raise ConfigError("--repair-samples above 1 needs --temperature above 0 (greedy decoding draws the same "
                               "candidate every time)")

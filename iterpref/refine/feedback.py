@@ -96,8 +96,12 @@ def describe_failure(test: TestResult, task_test: dict[str, Any] | None, code_li
     return "\n".join(parts)
 
 
+def _failing(result: RunResult) -> list[TestResult]:
+    return [t for t in result.tests if t.verdict not in (Verdict.PASS, Verdict.SKIPPED)]
+
+
 def feedback_text(task: Task, code: str, result: RunResult) -> str:
-    failing = [t for t in result.tests if t.verdict not in (Verdict.PASS, Verdict.SKIPPED)]
+    failing = _failing(result)
     by_id = {t.get("id") or default_test_id(i): t for i, t in enumerate(task.tests or [])}
     code_lines = code.splitlines()
     total = len(result.tests)
@@ -121,9 +125,14 @@ def repair_messages(task: Task, code: str, result: RunResult) -> list[dict[str, 
     ]
 
 
+def check_repair_style(style: str, name: str = "repair prompt") -> None:
+    if style not in REPAIR_PROMPTS:
+        raise ConfigError(f"{name} must be one of {', '.join(REPAIR_PROMPTS)}, not {style!r}")
+
+
 def brief_failure(result: RunResult) -> str:
     """How the first failing test failed, in one line: ``ErrorType: message`` (the verdict when there is no error)."""
-    failing = [t for t in result.tests if t.verdict not in (Verdict.PASS, Verdict.SKIPPED)]
+    failing = _failing(result)
     if not failing:
         return "no test result"
     test = failing[0]
@@ -133,15 +142,15 @@ def brief_failure(result: RunResult) -> str:
 
 def brief_repair_messages(task: Task, result: RunResult) -> list[dict[str, str]]:
     """The first request again, plus how a previous attempt failed; the failing code itself is not shown."""
+    system, user = initial_messages(task)
     note = f"\n\nA previous attempt failed with {brief_failure(result)}\nWrite a correct version."
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_prompt(task) + note}]
+    return [system, {**user, "content": user["content"] + note}]
 
 
 def repair_prompt(task: Task, code: str, result: RunResult, round: int, style: str = "full") -> Prompt:
     """The prompt of repair round ``round`` in the given style (``REPAIR_PROMPTS``). A brief prompt is the first
     request plus a note, so it may start the reply with the same code as the first attempt."""
-    if style == "full":
-        return Prompt(task.task_id, round, repair_messages(task, code, result))
+    check_repair_style(style)
     if style == "brief":
         return Prompt(task.task_id, round, brief_repair_messages(task, result), code_start=initial_code_start(task))
-    raise ConfigError(f"repair prompt must be one of {', '.join(REPAIR_PROMPTS)}, not {style!r}")
+    return Prompt(task.task_id, round, repair_messages(task, code, result))

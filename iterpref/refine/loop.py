@@ -30,7 +30,7 @@ from iterpref.errors import ConfigError, DataError, ExecutorUnavailable, Sampler
 from iterpref.executor import Executor, judge_batch
 from iterpref.records import Attempt, Task, from_dict, read_jsonl, to_json_line
 from iterpref.refine.extract import extract_code
-from iterpref.refine.feedback import REPAIR_PROMPTS, initial_prompt, repair_prompt
+from iterpref.refine.feedback import check_repair_style, initial_prompt, repair_prompt
 from iterpref.samplers.base import Prompt, Sampler
 from iterpref.tasks import to_request
 from sandbox.models import MAX_TESTS, RunResult, RunStatus
@@ -135,9 +135,9 @@ def _repair_style_of(attempt: Attempt) -> str:
 def _check_repair_style(path: Path, done_before: dict[str, list[Attempt]], style: str) -> None:
     """A resumed file keeps the repair prompt it was started with, so its trajectories never mix the two."""
     for attempts in done_before.values():
-        repairs = [a for a in attempts if a.round > 0]
-        if repairs and _repair_style_of(repairs[0]) != style:
-            found = _repair_style_of(repairs[0])
+        first_repair = next((a for a in attempts if a.round > 0), None)
+        found = _repair_style_of(first_repair) if first_repair else style
+        if found != style:
             raise ConfigError(f"{path} holds repairs asked for with the {found} repair prompt; resume it with "
                               f"--repair-prompt {found}, or write to another file")
 
@@ -172,8 +172,7 @@ def refine(
         raise ConfigError("max_rounds must be 0 or more")
     if samples < 1:
         raise ConfigError("samples (--repair-samples) must be at least 1")
-    if repair_style not in REPAIR_PROMPTS:
-        raise ConfigError(f"repair prompt must be one of {', '.join(REPAIR_PROMPTS)}, not {repair_style!r}")
+    check_repair_style(repair_style)
     if not 1 <= wave_size <= MAX_TESTS:
         raise ConfigError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
     ids = [task.task_id for task in tasks]

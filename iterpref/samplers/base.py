@@ -11,8 +11,9 @@ class Prompt:
     """One request: the chat messages, plus which task and round it is for (scripted samplers key on them).
 
     ``code_start`` is code the reply may begin with (a function-completion task's signature and docstring on
-    round 0 and on brief repair prompts). A sampler that can start the model's reply itself (``HFSampler(prefill="code")``) writes it there,
-    so a small model spends its tokens on the body instead of restating the docstring; others ignore it.
+    round 0 and on brief repair prompts). A sampler that can start the model's reply itself
+    (``HFSampler(prefill="code")``) writes it there, so a small model spends its tokens on the body instead of
+    restating the docstring; others ignore it.
     """
 
     task_id: str

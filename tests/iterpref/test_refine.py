@@ -472,7 +472,7 @@ def test_brief_failure_names_the_first_failing_test():
     assert repair_prompt(task, "def sq(x): pass\n", result(wrong), 1, "full").code_start == ""
 
 
-def test_cli_repair_prompt(tmp_path, capsys):
+def test_cli_repair_prompt(tmp_path, capsys, executor):
     tasks_path, script_path = _write_inputs(tmp_path, TASKS, SCRIPT)
     out = tmp_path / "traj.jsonl"
     assert main(["refine", str(tasks_path), "-o", str(out), "--sampler", "scripted", "--script", str(script_path),
@@ -482,7 +482,7 @@ def test_cli_repair_prompt(tmp_path, capsys):
         main(["refine", str(tasks_path), "-o", str(tmp_path / "b.jsonl"), "--repair-prompt", "short"])
     assert exit_info.value.code == 2 and "invalid choice: 'short'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="repair prompt must be one of full, brief"):
-        refine(TASKS, ScriptedSampler(SCRIPT), LocalExecutor(), tmp_path / "c.jsonl", repair_style="short")
+        refine(TASKS, ScriptedSampler(SCRIPT), executor, tmp_path / "c.jsonl", repair_style="short")
 
 
 def test_a_resumed_file_keeps_its_repair_prompt(tmp_path, executor):
