@@ -107,7 +107,7 @@ def main(argv=None) -> int:
                              "the full one; see iterpref refine --help)")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate call (hf)")
+    parser.add_argument("--batch-size", type=int, default=32, help="hf: rows decoded at once")
     parser.add_argument("--sampler", choices=["hf", "openai"], default="hf")
     parser.add_argument("--model", default=None, help="hf: a model folder (default: the bundled SmolLM2-135M)")
     parser.add_argument("--base-url", default=None, help="openai: the server's /v1 URL")

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-temperature", type=float, default=0.0, help="0: greedy")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--prefill", choices=PREFILLS, default="fence")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
+    parser.add_argument("--batch-size", type=int, default=8, help="hf: rows decoded at once")
     parser.add_argument("--executor", default="auto", help="auto, docker, local or a URL of `sandbox serve`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

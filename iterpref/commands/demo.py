@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prefill", choices=PREFILLS, default=d.prefill,
                         help="hf: how the model's reply is started: fence (a ```python fence; default), code (the fence "
                              "plus the function's signature and docstring on a first attempt) or none")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"prompts per generate call (default {d.batch_size})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"hf: rows decoded at once (default {d.batch_size})")
     parser.add_argument("--min-pairs", type=int, default=d.min_pairs,
                         help=f"when the model's repairs give fewer pairs, top up with synthetic ones (reference + one "
                              f"injected bug) to this many, counted apart in the report; 0: never (default {d.min_pairs})")

@@ -1,7 +1,7 @@
 """A local transformers model; the default is the bundled SmolLM2-135M-Instruct.
 
-Prompts go through the model's chat template and are generated in batches with left padding, so every row's
-reply starts at the same position and can be cut off after the prompt.
+Prompts go through the model's chat template and are decoded ``batch_size`` rows at a time, a finished row's place
+taken at once by the next prompt (:mod:`iterpref.samplers.decode`).
 
 ``prefill`` starts the assistant's reply before the model writes: ``fence`` with an opening ```python fence,
 ``code`` with the fence and the prompt's ``code_start`` (for a function-completion task, its signature and
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from iterpref.errors import ConfigError, SamplerError
 from iterpref.samplers.base import Prompt, Sampler
+from iterpref.samplers.decode import Decoding, RowDecoder
 
 PREFILLS = ("code", "fence", "none")
 NEEDS_TRAIN_EXTRA = ("the hf sampler needs torch and transformers: pip install 'iterpref[train]' "
@@ -95,7 +96,10 @@ class HFSampler(Sampler):
         self.seed = seed
         self.progress = progress
         self.prefill = prefill
-        self._batches = 0
+        self._calls = 0
+        # With the fence opened for it, the program ends at the closing fence; the prose models add after it would
+        # cost most of the token budget.
+        self._decoder = RowDecoder(self.model, self.tokenizer, stop="```" if prefill != "none" else None)
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -109,29 +113,12 @@ class HFSampler(Sampler):
         return "```python\n" + code
 
     def generate(self, prompts: list[Prompt]) -> list[str]:
-        replies: list[str] = []
-        starts = range(0, len(prompts), self.batch_size)
-        for start in tqdm(starts, desc="sampling", unit="batch", disable=not self.progress or len(starts) < 2):
-            chunk = prompts[start : start + self.batch_size]
-            heads = [self._reply_start(p) for p in chunk]
-            texts = [self._render(p.messages) + head for p, head in zip(chunk, heads)]
-            # The template already holds the special tokens; adding them again would double the BOS.
-            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            # One seed per batch: a rerun with the same seed and batch order reproduces the replies.
-            self.torch.manual_seed(self.seed + self._batches)
-            self._batches += 1
-            sampling = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
-            with self.torch.no_grad():
-                output = self.model.generate(
-                    **batch,
-                    max_new_tokens=self.max_new_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    # With the fence opened for it, the program ends at the closing fence; the prose models add
-                    # after it would cost most of the token budget.
-                    **({"stop_strings": ["```"], "tokenizer": self.tokenizer} if self.prefill != "none" else {}),
-                    **(sampling if self.temperature > 0 else {"do_sample": False}),
-                )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            replies.extend(head + text for head, text in zip(heads, decoded))
-        return replies
+        heads = [self._reply_start(p) for p in prompts]
+        texts = [self._render(p.messages) + head for p, head in zip(prompts, heads)]
+        # One seed per call: a rerun with the same seed and the same calls reproduces the replies.
+        decoding = Decoding(self.max_new_tokens, self.temperature, self.top_p, seed=self.seed + self._calls)
+        self._calls += 1
+        with tqdm(total=len(prompts), desc="sampling", unit="reply",
+                  disable=not self.progress or len(prompts) <= self.batch_size) as bar:
+            decoded = self._decoder.generate(texts, decoding, self.batch_size, on_done=bar.update)
+        return [head + text for head, text in zip(heads, decoded)]

@@ -138,7 +138,7 @@ def test_scripted_sampler_replays_by_task_and_round(tmp_path):
 def test_hf_sampler_batched_left_padding_matches_one_by_one():
     from iterpref.samplers.hf import HFSampler
 
-    sampler = HFSampler(batch_size=4, temperature=0.0, max_new_tokens=12)
+    sampler = HFSampler(batch_size=2, temperature=0.0, max_new_tokens=12)  # a row refilled mid-way
     prompts = [Prompt("a", 0, [{"role": "user", "content": "Write a Python function that adds two numbers."}]),
                Prompt("b", 0, [{"role": "user", "content": "Hi"}]),
                Prompt("c", 0, [{"role": "user", "content": "Print hello world in Python, please, in one line."}])]
