@@ -59,7 +59,7 @@ class DemoConfig:
     max_new_tokens: int = 256
     temperature: float = 0.8  # refine's sampling temperature; evaluation is greedy
     prefill: str = "fence"  # hf: how the model's reply is started (see iterpref.samplers.hf)
-    batch_size: int = 8
+    batch_size: int = 32  # hf: rows decoded at once
     # When the model's own repairs give fewer pairs than this, synthetic pairs (a reference solution with one
     # injected bug vs the reference; iterpref.pairs.synthetic) from the other training tasks top the training set up to
     # it, so training and the second evaluation still run. The report counts both kinds. 0: never.

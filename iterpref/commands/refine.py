@@ -23,7 +23,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=float, default=0.8)
     group.add_argument("--top-p", type=float, default=0.95)
     group.add_argument("--max-new-tokens", type=int, default=512)
-    group.add_argument("--batch-size", type=int, default=8, help="hf: rows decoded at once; a finished row is replaced by the next prompt")
+    group.add_argument("--batch-size", type=int, default=32,
+                       help="hf: rows decoded at once; a finished row's place goes to the next prompt (default 32)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="hf: where the model runs (default auto: CUDA when present)")
     group.add_argument("--prefill", choices=PREFILLS, default="fence",

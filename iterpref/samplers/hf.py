@@ -48,7 +48,7 @@ class HFSampler(Sampler):
         self,
         model_path: Optional[str | Path] = None,
         *,
-        batch_size: int = 8,
+        batch_size: int = 32,
         temperature: float = 0.8,
         top_p: float = 0.95,
         max_new_tokens: int = 512,
