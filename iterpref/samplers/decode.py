@@ -66,7 +66,11 @@ class RowDecoder:
         self.stop_ids = _stop_tokens(tokenizer, stop)
         self.eos_ids = _eos_ids(model, tokenizer)
         # transformers 5 renamed the forward's cache argument; the old name still works there, with a warning.
-        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        parameters = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        # Only the last position's logits are needed after a prompt; the vocabulary projection of every other
+        # position would be a fifth of the prefill's work, and its output gigabytes for a full batch.
+        self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
     def _pick(self, logits: Any, decoding: Decoding, generator: Any) -> Any:
         torch = self.torch
@@ -109,7 +113,7 @@ class RowDecoder:
         positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
-                         use_cache=True, **{self.cache_arg: cache})
+                         use_cache=True, **{self.cache_arg: cache}, **self.last_logits_only)
         copies = torch.tensor([distinct.index(text) for text in texts], device=device)
         rows = _Rows(cache, self.cache_arg, mask, positions[:, -1], out.logits[:, -1, :])
         rows.select(copies)
