@@ -6,7 +6,8 @@ loop's replies vary a lot in length (the bundled model's median reply is ~120 to
 a decoding step costs nearly as much for a few rows as for a full batch (the weights are read once per step
 either way), so dropping finished rows alone saved little; refilling their places is what pays.
 
-All rows share one key/value cache, aligned at its right end: a row's prompt is left-padded (masked) to the
+All rows share one key/value cache, aligned at its right end (for models with full attention in every layer;
+with sliding-window layers a batch is refilled only once it is empty): a row's prompt is left-padded (masked) to the
 cache's length when it joins, or the cache is left-padded when the newcomer is longer, and columns no row needs
 any more are cut off the left. Each row carries its own positions, so padding never shifts them.
 
@@ -134,7 +135,7 @@ class RowDecoder:
         with torch.no_grad():
             while live or waiting:
                 free = batch_size - len(live)
-                if waiting and (free >= refill_at or not live):
+                if waiting and (not live or (rows is not None and rows.joinable and free >= refill_at)):
                     admitted, waiting = waiting[:free], waiting[free:]
                     joined = self._prefill([texts[i] for i in admitted])
                     rows = joined if rows is None or not live else rows.extend(joined)
@@ -164,8 +165,14 @@ class _Rows:
     logits."""
 
     def __init__(self, cache: Any, cache_arg: str, mask: Any, position: Any, logits: Any):
+        from transformers.cache_utils import DynamicLayer
+
         self.cache, self.cache_arg = cache, cache_arg
         self.mask, self.position, self.logits = mask, position, logits
+        # Padding a newcomer into the cache, or cutting columns off it, needs every layer to hold one key per
+        # column. A sliding-window layer holds only the window (Mistral, Gemma): there rows still leave when they
+        # finish, but new ones join only once the batch is empty, as with generate.
+        self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
 
     def _layers(self) -> list:
         return list(self.cache.layers)
@@ -174,6 +181,8 @@ class _Rows:
         """Keep (or repeat) the rows at ``indices``, then cut the cache columns no kept row attends to."""
         self.cache.batch_select_indices(indices)
         self.mask, self.position, self.logits = self.mask[indices], self.position[indices], self.logits[indices]
+        if not self.joinable:
+            return
         used = self.mask.any(dim=0).nonzero()
         first = int(used[0]) if len(used) else 0
         if first:

@@ -66,6 +66,24 @@ def test_rows_that_end_at_different_steps_give_the_replies_each_prompt_gets_alon
     assert len({len(tokenizer(reply, add_special_tokens=False).input_ids) for reply in batched}) > 2
 
 
+def test_a_sliding_window_model_refills_only_an_empty_batch_and_gives_the_same_replies(tokenizer):
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    # Its cache layers keep only the last 8 keys, so rows cannot be padded into them mid-way.
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=4, sliding_window=8, initializer_range=0.5,
+                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                           bos_token_id=tokenizer.bos_token_id)
+    tokenizer.padding_side = "left"
+    decoder = RowDecoder(MistralForCausalLM(config).eval(), tokenizer, stop="ing")
+    texts = _texts(tokenizer) * 2
+    greedy = Decoding(16, 0.0, 1.0, seed=0)
+    assert decoder.generate(texts, greedy, batch_size=3) == [decoder.generate([t], greedy, batch_size=1)[0]
+                                                            for t in texts]
+
+
 def test_sampled_replies_repeat_with_the_seed_and_copies_of_one_prompt_are_drawn_apart(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     decoder = RowDecoder(model, tokenizer, stop=None)
