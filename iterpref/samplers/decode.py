@@ -83,9 +83,9 @@ class RowDecoder:
         scores = scores.masked_fill(scores < kth, float("-inf"))
         if decoding.top_p < 1:
             ordered, order = torch.sort(scores, descending=True, dim=-1)
-            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+            probs = ordered.softmax(dim=-1)
             # Drop a token once the ones ranked above it already hold top_p of the mass; the first always stays.
-            drop_sorted = (cumulative - ordered.softmax(dim=-1)) > decoding.top_p
+            drop_sorted = (probs.cumsum(dim=-1) - probs) > decoding.top_p
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
         probs = scores.softmax(dim=-1)
@@ -115,7 +115,8 @@ class RowDecoder:
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
                          use_cache=True, **{self.cache_arg: cache}, **self.last_logits_only)
-        copies = torch.tensor([distinct.index(text) for text in texts], device=device)
+        slot = {text: i for i, text in enumerate(distinct)}
+        copies = torch.tensor([slot[text] for text in texts], device=device)
         rows = _Rows(cache, self.cache_arg, mask, positions[:, -1], out.logits[:, -1, :])
         rows.select(copies)
         return rows
@@ -174,9 +175,6 @@ class _Rows:
         # finish, but new ones join only once the batch is empty, as with generate.
         self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
 
-    def _layers(self) -> list:
-        return list(self.cache.layers)
-
     def select(self, indices: Any) -> None:
         """Keep (or repeat) the rows at ``indices``, then cut the cache columns no kept row attends to."""
         self.cache.batch_select_indices(indices)
@@ -187,7 +185,7 @@ class _Rows:
         first = int(used[0]) if len(used) else 0
         if first:
             self.mask = self.mask[:, first:]
-            for layer in self._layers():
+            for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
     def extend(self, other: "_Rows") -> "_Rows":
@@ -204,7 +202,7 @@ class _Rows:
             shape[dim] = missing
             return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
-        for mine, theirs in zip(self._layers(), other._layers()):
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
             mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
             mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
         self.mask = torch.cat([pad(self.mask, 1), pad(other.mask, 1)])

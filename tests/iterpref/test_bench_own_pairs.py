@@ -1,25 +1,18 @@
 """benchmarks/bench_own_pairs.py: both loops on the same tasks, their pairs, times and resume."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from iterpref.records import Task
 from iterpref.samplers.scripted import ScriptedSampler
+from tests.iterpref.scripts import load_benchmark
 
 LocalExecutor = pytest.importorskip("sandbox.local").LocalExecutor
 
 
 def load_bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_own_pairs.py"
-    spec = importlib.util.spec_from_file_location("bench_own_pairs_script", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_own_pairs")
 
 
 def fence(code):

@@ -1,19 +1,13 @@
 """benchmarks/bench_sampler.py: the decoder and transformers' generate on the same prompts, and its bad input."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.iterpref.scripts import load_benchmark
+
 
 def load_bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sampler.py"
-    spec = importlib.util.spec_from_file_location("bench_sampler_script", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_sampler")
 
 
 def test_prompts_repeat_each_first_request_copies_times():

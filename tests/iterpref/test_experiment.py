@@ -1,23 +1,17 @@
 """The experiment's statistics and its settings check (the training it drives is tested in test_train.py)."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from iterpref.errors import ConfigError
 from iterpref.report import bootstrap, bootstrap_differences, settings_changes
+from tests.iterpref.scripts import load_benchmark
 
 
 def load_experiment():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "experiment.py"
-    spec = importlib.util.spec_from_file_location("experiment_script", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("experiment")
 
 
 def test_bootstrap_means_and_intervals():
