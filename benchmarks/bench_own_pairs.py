@@ -37,7 +37,7 @@ TARGET_PAIRS, TARGET_RATIO = 10, 3.0
 
 
 def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, label: str, rounds: int,
-             samples: int, repair_style: str) -> dict:
+             samples: int, repair_style: str, first_samples: int | None = None) -> dict:
     """One debugging loop, resumed if its trajectories exist; its pairs and its accumulated seconds."""
     from iterpref.pairs import write_pairs
     from iterpref.refine import load_trajectories, refine
@@ -50,7 +50,7 @@ def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, la
         started = time.monotonic()
         try:
             summary = refine(tasks, sampler, executor, trajectories, max_rounds=rounds, samples=samples,
-                             repair_style=repair_style)
+                             first_samples=first_samples, repair_style=repair_style)
         finally:
             seconds += time.monotonic() - started
             write_json(clock, {"seconds": seconds})
@@ -63,18 +63,23 @@ def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, la
                                       seed=0)
     passed = sum(any(a.passed for a in attempts) for attempts in loaded.values())
     seconds = round(seconds, 2)
-    return {"label": label, "samples": samples, "tasks": len(loaded), "passed": passed,
+    first = samples if first_samples is None else first_samples
+    return {"label": label, "samples": samples, "first_samples": first, "tasks": len(loaded), "passed": passed,
             "passed_first_round": sum(any(a.passed for a in attempts if a.round == 0) for attempts in loaded.values()),
             "pairs": len(pairs), "seconds": seconds,
             "pairs_per_100_tasks": round(100 * len(pairs) / max(1, len(loaded)), 2),
             "pairs_per_minute": round(60 * len(pairs) / seconds, 3) if seconds else None}
 
 
-def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int, repair_style: str) -> dict:
-    """The single-sample loop, then repair sampling with ``samples`` candidates, on the same tasks."""
+def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int, repair_style: str,
+            first_samples: int | None = None) -> dict:
+    """The single-sample loop, then repair sampling with ``samples`` candidates (``first_samples`` in round 0,
+    default ``samples``), on the same tasks."""
     out.mkdir(parents=True, exist_ok=True)
     single = run_loop(tasks, make_sampler, executor, out, "single", rounds, 1, repair_style)
-    many = run_loop(tasks, make_sampler, executor, out, f"samples-{samples}", rounds, samples, repair_style)
+    first = samples if first_samples is None else first_samples
+    label = f"samples-{samples}" if first == samples else f"samples-{first}-then-{samples}"
+    many = run_loop(tasks, make_sampler, executor, out, label, rounds, samples, repair_style, first)
     ratio = many["seconds"] / single["seconds"] if single["seconds"] else None
     return {"rounds": rounds, "single": single, "repair_sampling": many,
             "time_ratio": round(ratio, 2) if ratio is not None else None,
@@ -84,12 +89,12 @@ def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int,
 def markdown(result: dict, settings: dict) -> str:
     rows = [result["single"], result["repair_sampling"]]
     table = "\n".join(
-        f"| {r['samples']} | {r['tasks']} | {r['passed']} ({r['passed_first_round']} at round 0) | {r['pairs']} | "
+        f"| {r['first_samples']}, then {r['samples']} | {r['tasks']} | {r['passed']} ({r['passed_first_round']} at round 0) | {r['pairs']} | "
         f"{r['pairs_per_100_tasks']} | {r['pairs_per_minute']} | {r['seconds']} |" for r in rows)
     verdict = "met" if result["target_met"] else "not met"
     return ("# Pairs of the model's own: single-sample loop vs repair sampling\n\n"
             + "; ".join(f"{k} {v}" for k, v in settings.items()) + ".\n\n"
-            "| candidates per round | tasks | tasks passed | pairs | pairs per 100 tasks | pairs per minute | "
+            "| candidates in round 0, then per repair round | tasks | tasks passed | pairs | pairs per 100 tasks | pairs per minute | "
             "sampling seconds |\n|---:|---:|---:|---:|---:|---:|---:|\n" + table + "\n\n"
             f"Sampling time, repair sampling / single: {result['time_ratio']}. Target (>= {TARGET_PAIRS} pairs at "
             f"<= {TARGET_RATIO}x the single-sample time): {verdict}.\n")
@@ -102,6 +107,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5, help="repair rounds after round 0 (the paper: at most 5)")
     parser.add_argument("--samples", type=int, default=4, help="candidates per task and round, repair sampling")
+    parser.add_argument("--first-samples", type=int, default=None,
+                        help="repair sampling's candidates in round 0 (default: --samples); 1 leaves more tasks "
+                             "failing at first, the ones that can give a pair")
     parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="brief",
                         help="repair prompt of both loops (default brief: the bundled model repairs nothing from "
                              "the full one; see iterpref refine --help)")
@@ -133,6 +141,8 @@ def run(args) -> int:
     if args.train_tasks < 1 or args.rounds < 0 or args.samples < 2:
         raise ConfigError("--train-tasks must be at least 1, --rounds 0 or more, --samples at least 2 "
                           "(1 is the single-sample loop it is compared with)")
+    if args.first_samples is not None and args.first_samples < 1:
+        raise ConfigError("--first-samples must be at least 1")
     if args.temperature <= 0:
         raise ConfigError("--temperature must be above 0: greedy candidates of one prompt are copies")
     if args.threads > 0:
@@ -162,7 +172,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved, settings)
     with open_executor(args.executor, out) as (executor, note):
-        result = compare(tasks, sampler, executor, out, args.rounds, args.samples, args.repair_prompt)
+        result = compare(tasks, sampler, executor, out, args.rounds, args.samples, args.repair_prompt,
+                         args.first_samples)
     text = markdown(result, settings) + f"\n{note}\n"
     print("\n" + text)
     RESULTS_DIR.mkdir(exist_ok=True)

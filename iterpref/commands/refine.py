@@ -50,11 +50,11 @@ def sampler_from_args(args: argparse.Namespace):
     return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
 
 
-def check_repair_samples(samples: int, sampler: str, temperature: float) -> None:
-    if samples < 1:
-        raise ConfigError("--repair-samples must be at least 1")
-    if samples > 1 and sampler != "scripted" and temperature <= 0:
-        raise ConfigError("--repair-samples above 1 needs sampling: greedy decoding (--temperature 0) would draw "
+def check_repair_samples(samples: int, sampler: str, temperature: float, first_samples: int | None = None) -> None:
+    if samples < 1 or (first_samples is not None and first_samples < 1):
+        raise ConfigError("--repair-samples and --first-samples must be at least 1")
+    if max(samples, first_samples or 1) > 1 and sampler != "scripted" and temperature <= 0:
+        raise ConfigError("--repair-samples or --first-samples above 1 needs sampling: greedy decoding (--temperature 0) would draw "
                           "the same candidate every time; pass e.g. --temperature 0.8")
 
 
@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="candidates drawn per task in every round, round 0 included, at --temperature; a task "
                              "stops at its first pass, else the next round repairs the failing candidate that "
                              "passed the most tests (default 1: the single-sample loop)")
+    parser.add_argument("--first-samples", type=int, default=None,
+                        help="candidates in round 0 (default: --repair-samples); 1 keeps more pairs, since a task "
+                             "that passes at once has no failing attempt to pair with")
     parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="full",
                         help="full (default: the failing code as the model's reply, then each failing test's error, "
                              "line and traceback and the code with line numbers) or brief (the first request again "
@@ -82,13 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.max_rounds < 0 or (args.limit is not None and args.limit < 1) or args.wave_size < 1:
         raise ConfigError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
-    check_repair_samples(args.repair_samples, args.sampler, args.temperature)
+    check_repair_samples(args.repair_samples, args.sampler, args.temperature, args.first_samples)
     tasks = load_tasks(args.tasks)[: args.limit]
     executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)
     try:
         summary = refine(tasks, sampler, executor, args.output, max_rounds=args.max_rounds, wave_size=args.wave_size,
-                         samples=args.repair_samples, repair_style=args.repair_prompt)
+                         samples=args.repair_samples, first_samples=args.first_samples,
+                         repair_style=args.repair_prompt)
     except (SamplerError, ExecutorUnavailable) as exc:
         # Same class, so a caller still sees what failed; the note says nothing was lost.
         raise type(exc)(f"{exc} (finished attempts are saved in {args.output}; rerun to resume)") from None

@@ -5,7 +5,9 @@ on in waves; within a wave, each round samples every active task in one ``genera
 programs in one ``run_batch`` call, so the sampler and the executor both see full batches.
 
 Repair sampling (``samples`` > 1, ``--repair-samples``): every round, round 0 included, draws ``samples``
-candidates per task from the same prompt (sampling must not be greedy, or they are copies). Every candidate is
+candidates per task from the same prompt (sampling must not be greedy, or they are copies); ``first_samples``
+(``--first-samples``) sets round 0's count apart. One candidate at round 0 keeps more pairs: a task that passes
+at round 0 has no failing ancestor to pair with, and several first candidates make such a pass likelier. Every candidate is
 executed and written, with its round, its sample index and its parent (the sample index, in the previous round,
 of the attempt it repairs). A task stops at the round where any candidate first passes. Otherwise the next round
 repairs one failing candidate of this round: the one that passed the most tests, ties going to the lowest sample
@@ -162,16 +164,19 @@ def refine(
     *,
     wave_size: int = 256,
     samples: int = 1,
+    first_samples: Optional[int] = None,
     repair_style: str = "full",
     progress: bool = True,
 ) -> RefineSummary:
     """Run the loop over ``tasks``, appending attempts to ``out_path``; resumes from what the file holds.
-    ``samples`` candidates are drawn per task and round (see the module's docstring); ``repair_style`` is the
-    repair prompt's style (``full`` or ``brief``, :mod:`iterpref.refine.feedback`)."""
+    ``samples`` candidates are drawn per task and round, ``first_samples`` (default ``samples``) in round 0 (see
+    the module's docstring); ``repair_style`` is the repair prompt's style (``full`` or ``brief``,
+    :mod:`iterpref.refine.feedback`)."""
     if max_rounds < 0:
         raise ConfigError("max_rounds must be 0 or more")
-    if samples < 1:
-        raise ConfigError("samples (--repair-samples) must be at least 1")
+    first_samples = samples if first_samples is None else first_samples
+    if samples < 1 or first_samples < 1:
+        raise ConfigError("samples (--repair-samples) and first_samples (--first-samples) must be at least 1")
     check_repair_style(repair_style)
     if not 1 <= wave_size <= MAX_TESTS:
         raise ConfigError(f"wave_size must be between 1 and {MAX_TESTS} (the most programs one batch may hold)")
@@ -202,10 +207,12 @@ def refine(
         for start in range(0, len(active), wave_size):
             wave = active[start : start + wave_size]
             while wave:
-                # `samples` copies of each task's prompt, side by side: one sampler call, one executor batch.
+                # Copies of each task's prompt, one per candidate, side by side: one sampler call, one executor
+                # batch. A resumed wave may hold tasks of different rounds, so the count is per task.
                 own = [state.next_prompt(repair_style) for state in wave]
-                prompts = [prompt for prompt in own for _ in range(samples)]
-                owners = [state for state in wave for _ in range(samples)]
+                counts = [first_samples if prompt.round == 0 else samples for prompt in own]
+                prompts = [prompt for prompt, count in zip(own, counts) for _ in range(count)]
+                owners = [state for state, count in zip(wave, counts) for _ in range(count)]
                 replies = sampler.generate(prompts)
                 if len(replies) != len(prompts):
                     raise SamplerError(f"sampler {sampler.name} gave {len(replies)} replies for {len(prompts)} prompts")
@@ -214,11 +221,11 @@ def refine(
                 requests = [to_request(state.task, code) for state, code in zip(owners, codes)]
                 results = _execute(executor, requests)
 
-                written, still_active, settled = [], [], 0
-                for k, (state, prompt) in enumerate(zip(wave, own)):
+                written, still_active, settled, offset = [], [], 0, 0
+                for state, prompt, count in zip(wave, own, counts):
                     candidates = []
-                    for sample in range(samples):
-                        i = k * samples + sample
+                    for sample in range(count):
+                        i = offset + sample
                         if results[i] is None:
                             continue  # an infra error: no attempt written for this candidate
                         result = results[i]
@@ -227,6 +234,7 @@ def refine(
                             result=result.model_dump(mode="json"), response=replies[i], messages=prompt.messages,
                             sampler=sampler.name, sample=sample, parent=state.parent,
                         ))
+                    offset += count
                     written += candidates
                     if not candidates:
                         summary.unfinished += 1  # nothing judged: a later run tries this round again

@@ -61,7 +61,22 @@ def test_both_loops_count_pairs_and_time_and_a_rerun_resumes(tmp_path):
     # The rerun sampled nothing (two samplers were made, one per loop, on the first call) and kept the times.
     assert len(made) == 2 and again == result
     text = bench.markdown(result, {"tasks": 3})
-    assert "| 3 | 3 | 2 (1 at round 0) | 1 | 33.33 |" in text and "not met" in text
+    assert "| 3, then 3 | 3 | 2 (1 at round 0) | 1 | 33.33 |" in text and "not met" in text
+
+
+def test_repair_sampling_with_one_first_candidate_has_its_own_loop_and_row(tmp_path):
+    bench = load_bench()
+    executor = LocalExecutor()
+    result = bench.compare(TASKS, lambda: ScriptedSampler(SCRIPT), executor, tmp_path, rounds=1, samples=2,
+                           repair_style="brief", first_samples=1)
+    many = result["repair_sampling"]
+    assert (many["first_samples"], many["samples"], many["pairs"]) == (1, 2, 1)
+    rows = [json.loads(line) for line in
+            (tmp_path / "samples-1-then-2.trajectories.jsonl").read_text().splitlines()]
+    assert sorted((r["task_id"], r["round"], r["sample"]) for r in rows) == [
+        ("inc", 0, 0), ("neg", 0, 0), ("neg", 1, 0), ("neg", 1, 1), ("sq", 0, 0), ("sq", 1, 0), ("sq", 1, 1)]
+    assert "| 1, then 2 | 3 | 2 (1 at round 0) | 1 |" in bench.markdown(result, {"tasks": 3})
+    assert bench.main(["--output", str(tmp_path / "bad"), "--first-samples", "0"]) == 2
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, capsys):

@@ -404,6 +404,42 @@ def test_resume_with_repair_samples_continues_from_the_same_candidate(tmp_path, 
     assert trajectories["add"][4].passed and len(trajectories["first"]) == 3
 
 
+def test_one_first_candidate_leaves_a_pair_where_three_would_have_passed_at_once(tmp_path, executor):
+    from iterpref.pairs import build_pairs, round0_prompts
+
+    out = tmp_path / "traj.jsonl"
+    executor.batches.clear()
+    summary = refine(TASKS, SampledScript(SAMPLED), executor, out, max_rounds=2, samples=3, first_samples=1,
+                     progress=False)
+    # Round 0 draws one candidate per task, the repair rounds three.
+    assert executor.batches == [4, 12, 3]
+    assert summary.pass_round == {"add": 1, "first": 1, "echo": 1} and summary.failed == 1
+    trajectories = load_trajectories(out)
+    assert [(a.round, a.sample, a.parent, a.passed) for a in trajectories["first"]] == [
+        (0, 0, None, False), (1, 0, 0, False), (1, 1, 0, False), (1, 2, 0, True)]
+    # With three first candidates "first" passed at round 0 and gave no pair; with one, it gives one.
+    pairs, pair_summary = build_pairs(trajectories, round0_prompts(trajectories))
+    assert pair_summary.tasks_with_pairs == 3
+    first = next(p for p in pairs if p.task_id == "first")
+    assert (first.chosen, first.rejected) == ("def sq(x):\n    return x * x\n", "def sq(x):\n    return x\n")
+
+
+def test_a_resumed_wave_draws_each_task_the_count_of_its_own_round(tmp_path, executor):
+    out = tmp_path / "traj.jsonl"
+    refine(TASKS[:2], SampledScript(SAMPLED), executor, out, max_rounds=0, samples=3, first_samples=1,
+           progress=False)
+    executor.batches.clear()
+    # add and first continue at round 1 (three candidates each); echo and never start at round 0 (one each).
+    refine(TASKS, SampledScript(SAMPLED), executor, out, max_rounds=1, samples=3, first_samples=1, progress=False)
+    assert executor.batches == [3 + 3 + 1 + 1, 3 + 3]
+    trajectories = load_trajectories(out)
+    assert [(a.round, a.sample, a.parent) for a in trajectories["echo"]] == [
+        (0, 0, None), (1, 0, 0), (1, 1, 0), (1, 2, 0)]
+    assert [(a.round, a.sample) for a in trajectories["add"]] == [(0, 0), (1, 0), (1, 1), (1, 2)]
+    with pytest.raises(ConfigError, match="first_samples"):
+        refine(TASKS, SampledScript(SAMPLED), executor, out, samples=3, first_samples=0, progress=False)
+
+
 def test_files_without_sample_and_parent_still_read_and_pair(tmp_path, executor):
     out = tmp_path / "traj.jsonl"
     refine(TASKS, ScriptedSampler(SCRIPT), executor, out, max_rounds=3, progress=False)
@@ -434,6 +470,15 @@ def test_cli_repair_samples(tmp_path, capsys):
     assert main(["refine", str(tasks_path), "-o", str(tmp_path / "g.jsonl"), "--repair-samples", "3",
                  "--temperature", "0"]) == 2
     assert "greedy decoding" in capsys.readouterr().err
+    assert main(["refine", str(tasks_path), "-o", str(tmp_path / "h.jsonl"), "--first-samples", "2",
+                 "--temperature", "0"]) == 2
+    assert "greedy decoding" in capsys.readouterr().err
+    assert main(["refine", str(tasks_path), "-o", str(tmp_path / "h.jsonl"), "--first-samples", "0"]) == 2
+    assert "--first-samples must be at least 1" in capsys.readouterr().err
+    one_first = tmp_path / "one-first.jsonl"
+    assert main(["refine", str(tasks_path), "-o", str(one_first), "--sampler", "scripted", "--script",
+                 str(script_path), "--max-rounds", "1", "--repair-samples", "2", "--first-samples", "1"]) == 0
+    assert [(a.round, a.sample) for a in load_trajectories(one_first)["never"]] == [(0, 0), (1, 0), (1, 1)]
 
 
 def test_brief_repair_prompts_repeat_the_request_and_say_only_how_it_failed(tmp_path, executor):
