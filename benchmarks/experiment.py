@@ -128,7 +128,7 @@ def own_pairs(args, config: DemoConfig, executor, out: Path, train_tasks) -> tup
         try:
             summary = refine(train_tasks, sampler, executor, trajectories, max_rounds=args.own_rounds,
                              wave_size=config.batch_size * 4, samples=args.repair_samples,
-                             repair_style=args.repair_prompt)
+                             first_samples=args.first_samples, repair_style=args.repair_prompt)
         finally:
             sampler.close()
         if summary.unfinished:
@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--own-rounds", type=int, default=2,
                         help="repair rounds of the model's own debugging loop; -1: no pairs of the model's own")
     parser.add_argument("--repair-samples", type=int, default=2, help="candidates per task and round")
+    parser.add_argument("--first-samples", type=int, default=None,
+                        help="candidates in round 0 (default: --repair-samples; 1 keeps more pairs, docs/data.md)")
     parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default="full",
                         help="repair prompt of the debugging loop (default full, as the recorded results used; "
                              "brief repairs more with the bundled model, docs/data.md)")
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-temperature", type=float, default=0.0, help="0: greedy")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--prefill", choices=PREFILLS, default="fence")
-    parser.add_argument("--batch-size", type=int, default=8, help="hf: rows decoded at once")
+    parser.add_argument("--batch-size", type=int, default=32, help="hf: rows decoded at once")
     parser.add_argument("--executor", default="auto", help="auto, docker, local or a URL of `sandbox serve`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -350,6 +352,8 @@ def settings_of(args) -> dict:
             "heldout_steps", "batch_pairs", "grad_accum", "lr", "beta", "eval_samples", "eval_temperature",
             "max_new_tokens", "prefill", "tiny_model", "bf16", "sample_bf16")
     current = {k: getattr(args, k) for k in keys}
+    if args.first_samples is not None:  # only when set, so folders from before the option still match
+        current["first_samples"] = args.first_samples
     for k in ("pairs", "heldout_pairs"):  # the files' contents, not only their names
         if current[k]:
             current[k + "_sha256"] = sha256(Path(current[k]))
@@ -383,6 +387,8 @@ def run(args: argparse.Namespace) -> int:
     evaluated = {m.name for m in _choose(args.eval_methods, "--eval-methods")} if args.eval_methods else set()
     if args.steps < 1 or args.heldout_steps < 1 or not seeds or args.own_rounds < -1:
         raise ConfigError("--steps and --heldout-steps must be at least 1, --seeds non-empty, --own-rounds >= -1")
+    if args.repair_samples < 1 or (args.first_samples is not None and args.first_samples < 1):
+        raise ConfigError("--repair-samples and --first-samples must be at least 1")
     if REFERENCE not in {m.name for m in methods}:
         methods.insert(0, next(m for m in METHODS if m.name == REFERENCE))  # differences need it
     out = Path(args.output)

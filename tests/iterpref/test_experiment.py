@@ -47,7 +47,7 @@ def test_experiment_refuses_to_mix_settings(tmp_path):
     experiment.check_settings(out, experiment.settings_of(args), fresh=False)  # the same settings: reused
     (out / "runs").mkdir()
     for key, value in (("steps", 99), ("lr", 1.0), ("model", "other"), ("beta", 0.5), ("sample_bf16", "yes"),
-                       ("repair_prompt", "brief")):
+                       ("repair_prompt", "brief"), ("first_samples", 1)):
         changed = experiment.argparse.Namespace(**{**vars(args), key: value})
         with pytest.raises(ConfigError, match=key):
             experiment.check_settings(out, experiment.settings_of(changed), fresh=False)
@@ -62,6 +62,13 @@ def test_experiment_refuses_to_mix_settings(tmp_path):
     pairs.write_text("{}\n{}\n")
     with pytest.raises(ConfigError, match="pairs_sha256"):
         experiment.check_settings(out, experiment.settings_of(with_pairs), fresh=False)
+
+
+def test_a_folder_from_before_first_samples_still_matches(tmp_path):
+    experiment = load_experiment()
+    args = experiment.argparse.Namespace(**{**vars(experiment_args(experiment)), "output": str(tmp_path / "exp")})
+    assert args.first_samples is None and "first_samples" not in experiment.settings_of(args)
+    assert experiment.main(["--output", str(tmp_path / "bad"), "--first-samples", "0"]) == 2
 
 
 def experiment_args(experiment):
