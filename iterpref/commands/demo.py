@@ -1,5 +1,5 @@
-"""`iterpref demo`: the whole pipeline on embedded defaults (18.2 minutes measured on an idle 2-core CPU with
-the default two candidates per round: docs/demo.md), then a report."""
+"""`iterpref demo`: the whole pipeline on embedded defaults (10.7 minutes measured on an idle 2-core CPU:
+docs/demo.md), then a report."""
 
 from __future__ import annotations
 
