@@ -36,7 +36,7 @@ CONFIG_NAME = "demo_config.json"
 # Settings that change what a stage produces; a rerun with other values needs --fresh or another folder.
 KEYED = ("train_tasks", "heldout_tasks", "rounds", "seed", "sampler", "model", "base_url", "sampler_model",
          "max_new_tokens", "temperature", "prefill", "min_pairs", "train_steps", "lr", "refine_script",
-         "repair_samples", "repair_prompt")
+         "repair_samples", "first_samples", "repair_prompt")
 
 
 @dataclass
@@ -45,9 +45,12 @@ class DemoConfig:
     train_tasks: int = 20
     heldout_tasks: int = 12
     rounds: int = 2
-    # Candidates per task in every refine round (iterpref refine --repair-samples): more tasks reach a pass, so
+    # Candidates per task in every repair round (iterpref refine --repair-samples): more tasks reach a pass, so
     # more pairs are the model's own.
-    repair_samples: int = 2
+    repair_samples: int = 3
+    # Candidates in round 0 (--first-samples): one, since a task passed at the first try gives no pair; the
+    # candidates go to the repairs instead (docs/data.md).
+    first_samples: int = 1
     # The repair prompt's style (iterpref refine --repair-prompt). brief suits the bundled 135M model, which repairs
     # nothing from the full prompt (docs/data.md); a served model (--sampler openai) does better with full.
     repair_prompt: str = "brief"
@@ -83,12 +86,13 @@ class DemoConfig:
             raise ConfigError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
             raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
-        if self.repair_samples < 1:
-            raise ConfigError(f"--repair-samples must be at least 1, got {self.repair_samples}")
+        for name in ("repair_samples", "first_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         check_repair_style(self.repair_prompt, "--repair-prompt")
-        if self.repair_samples > 1 and self.temperature == 0 and not self.refine_script:
-            raise ConfigError("--repair-samples above 1 needs --temperature above 0 (greedy decoding draws the same "
-                              "candidate every time)")
+        if max(self.repair_samples, self.first_samples) > 1 and self.temperature == 0 and not self.refine_script:
+            raise ConfigError("--repair-samples or --first-samples above 1 needs --temperature above 0 (greedy "
+                              "decoding draws the same candidate every time)")
         if self.train_tasks + self.heldout_tasks > 164:
             raise ConfigError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
                             "HumanEval has 164 tasks")
@@ -287,7 +291,8 @@ def run_demo(config: DemoConfig) -> Path:
 
         since = time.monotonic()
         banner(4, total, f"refine: debugging loop on {len(train_tasks)} training tasks, up to {config.rounds} repairs, "
-                         f"{config.repair_samples} candidates per task and round, {config.repair_prompt} repair prompt")
+                         f"{config.first_samples} candidate(s) per task in round 0 and {config.repair_samples} in each repair "
+                         f"round, {config.repair_prompt} repair prompt")
         trajectories_path = out / "trajectories.jsonl"
         done_marker = out / "refine_done.json"
         if done_marker.is_file():
@@ -297,7 +302,7 @@ def run_demo(config: DemoConfig) -> Path:
             try:
                 summary = refine(train_tasks, sampler, executor, trajectories_path, max_rounds=config.rounds,
                                  wave_size=max(config.batch_size * 4, 1), samples=config.repair_samples,
-                                 repair_style=config.repair_prompt, progress=config.progress)
+                                 first_samples=config.first_samples, repair_style=config.repair_prompt, progress=config.progress)
             except (SamplerError, ExecutorUnavailable) as exc:
                 raise type(exc)(f"{exc} (finished attempts are kept in {trajectories_path}; rerun to resume)") from None
             finally:
@@ -370,7 +375,8 @@ def run_demo(config: DemoConfig) -> Path:
                                    f"openai {config.sampler_model} at {config.base_url}" if config.sampler == "openai"
                                    else "the model itself"),
                 "training tasks": len(train_tasks), "held-out tasks": len(heldout), "repair rounds": config.rounds,
-                "candidates per task and round": config.repair_samples, "repair prompt": config.repair_prompt,
+                "candidates per task in round 0": config.first_samples,
+                "candidates per task and repair round": config.repair_samples, "repair prompt": config.repair_prompt,
                 "max new tokens": config.max_new_tokens, "refine temperature": config.temperature,
                 "train steps": config.train_steps, "learning rate": config.lr, "seed": config.seed}
     facts = DemoFacts(settings=settings, executor_note=executor_note, refine_table=stats.format_table(run_stats),

@@ -22,8 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--heldout-tasks", type=int, default=d.heldout_tasks, help=f"held-out tasks for eval (default {d.heldout_tasks})")
     parser.add_argument("--rounds", type=int, default=d.rounds, help=f"repair rounds after the first try (default {d.rounds}; the paper uses 5)")
     parser.add_argument("--repair-samples", type=int, default=d.repair_samples,
-                        help=f"candidates per task in every refine round, round 0 included (default "
-                             f"{d.repair_samples}; see `iterpref refine --help`)")
+                        help=f"candidates per task in every repair round (default {d.repair_samples}; see "
+                             "`iterpref refine --help`)")
+    parser.add_argument("--first-samples", type=int, default=d.first_samples,
+                        help=f"candidates per task in round 0 (default {d.first_samples}: a task passed at the first "
+                             "try gives no pair)")
     parser.add_argument("--repair-prompt", choices=REPAIR_PROMPTS, default=d.repair_prompt,
                         help=f"repair prompt: brief (the first request plus how the last attempt failed; default "
                              f"{d.repair_prompt}, what the bundled model can use) or full (the failing code, tracebacks "

@@ -79,10 +79,11 @@ def test_demo_end_to_end_with_pairs(tmp_path, capsys):
     assert "What training did to likelihoods on held-out pairs" in report
     assert f"Measured on {mechanism['pairs']} pairs" in report
     assert f"| {mechanism['final']['heldout/margin']:.4f} |" in report
-    # Refine drew two candidates per task and round (the demo's default repair sampling).
+    # Refine drew one candidate per task in round 0 and three in the repair round (the demo's defaults).
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
-    assert {(t["round"], t["sample"]) for t in trajectories} == {(0, 0), (0, 1), (1, 0), (1, 1)}
-    assert "| candidates per task and round | 2 |" in report
+    assert {(t["round"], t["sample"]) for t in trajectories} == {(0, 0), (1, 0), (1, 1), (1, 2)}
+    assert "| candidates per task in round 0 | 1 |" in report
+    assert "| candidates per task and repair round | 3 |" in report
     # Repairs were asked for with the brief prompt, the demo's default for the bundled model.
     repairs = [t for t in trajectories if t["round"] == 1]
     assert all("A previous attempt failed with KeyError" in t["messages"][-1]["content"] for t in repairs)
@@ -115,7 +116,8 @@ def test_demo_with_the_bundled_model_tops_up_with_synthetic_pairs(tmp_path, caps
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {t["round"] for t in trajectories} <= {0, 1} and len({t["task_id"] for t in trajectories}) == 3
     assert all(t["sampler"].startswith("hf:") for t in trajectories)
-    assert {t["sample"] for t in trajectories} == {0, 1}  # repair sampling: two candidates per task and round
+    # Repair sampling: one candidate per task in round 0, three in the repair round.
+    assert {(t["round"], t["sample"]) for t in trajectories} == {(0, 0), (1, 0), (1, 1), (1, 2)}
     assert "What training did to likelihoods on held-out pairs" in report
 
 
@@ -167,9 +169,15 @@ def test_open_executor_guards_only_the_start(tmp_path, monkeypatch, capsys):
 
 def test_repair_samples_need_sampling(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "d"), "--repair-samples", "2", "--temperature", "0"]) == 2
-    assert "--repair-samples above 1 needs --temperature above 0" in capsys.readouterr().err
+    assert "above 1 needs --temperature above 0" in capsys.readouterr().err
+    assert main(["demo", "-o", str(tmp_path / "d"), "--first-samples", "2", "--repair-samples", "1",
+                 "--temperature", "0"]) == 2
+    assert "above 1 needs --temperature above 0" in capsys.readouterr().err
     assert main(["demo", "-o", str(tmp_path / "d"), "--repair-samples", "0"]) == 2
-    assert DemoConfig().repair_samples == 2  # the demo samples several candidates per round by default
+    assert main(["demo", "-o", str(tmp_path / "d"), "--first-samples", "0"]) == 2
+    assert "--first-samples must be at least 1" in capsys.readouterr().err
+    # By default the demo draws one first candidate and several in each repair round.
+    assert (DemoConfig().first_samples, DemoConfig().repair_samples) == (1, 3)
     with pytest.raises(ConfigError, match="--repair-prompt must be one of full, brief"):
         DemoConfig(repair_prompt="short").validate()
 
