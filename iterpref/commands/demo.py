@@ -1,4 +1,4 @@
-"""`iterpref demo`: the whole pipeline on embedded defaults (10.7 minutes measured on an idle 2-core CPU:
+"""`iterpref demo`: the whole pipeline on embedded defaults (10.2 minutes measured on an idle 2-core CPU:
 docs/demo.md), then a report."""
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     parser.add_argument("--wave-size", type=int, default=256, help="tasks worked on together (default 256)")
     parser.add_argument("--repair-samples", type=int, default=1,
-                        help="candidates drawn per task in every round, round 0 included, at --temperature; a task "
+                        help="candidates drawn per task in every round, round 0 included unless --first-samples is "
+                             "given, at --temperature; a task "
                              "stops at its first pass, else the next round repairs the failing candidate that "
                              "passed the most tests (default 1: the single-sample loop)")
     parser.add_argument("--first-samples", type=int, default=None,
