@@ -37,7 +37,7 @@ TARGET_PAIRS, TARGET_RATIO = 10, 3.0
 
 
 def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, label: str, rounds: int,
-             samples: int, repair_style: str, first_samples: int | None = None) -> dict:
+             samples: int, first_samples: int, repair_style: str) -> dict:
     """One debugging loop, resumed if its trajectories exist; its pairs and its accumulated seconds."""
     from iterpref.pairs import write_pairs
     from iterpref.refine import load_trajectories, refine
@@ -63,8 +63,7 @@ def run_loop(tasks, make_sampler: Callable[[], Sampler], executor, out: Path, la
                                       seed=0)
     passed = sum(any(a.passed for a in attempts) for attempts in loaded.values())
     seconds = round(seconds, 2)
-    first = samples if first_samples is None else first_samples
-    return {"label": label, "samples": samples, "first_samples": first, "tasks": len(loaded), "passed": passed,
+    return {"label": label, "samples": samples, "first_samples": first_samples, "tasks": len(loaded), "passed": passed,
             "passed_first_round": sum(any(a.passed for a in attempts if a.round == 0) for attempts in loaded.values()),
             "pairs": len(pairs), "seconds": seconds,
             "pairs_per_100_tasks": round(100 * len(pairs) / max(1, len(loaded)), 2),
@@ -76,10 +75,10 @@ def compare(tasks, make_sampler, executor, out: Path, rounds: int, samples: int,
     """The single-sample loop, then repair sampling with ``samples`` candidates (``first_samples`` in round 0,
     default ``samples``), on the same tasks."""
     out.mkdir(parents=True, exist_ok=True)
-    single = run_loop(tasks, make_sampler, executor, out, "single", rounds, 1, repair_style)
+    single = run_loop(tasks, make_sampler, executor, out, "single", rounds, 1, 1, repair_style)
     first = samples if first_samples is None else first_samples
     label = f"samples-{samples}" if first == samples else f"samples-{first}-then-{samples}"
-    many = run_loop(tasks, make_sampler, executor, out, label, rounds, samples, repair_style, first)
+    many = run_loop(tasks, make_sampler, executor, out, label, rounds, samples, first, repair_style)
     ratio = many["seconds"] / single["seconds"] if single["seconds"] else None
     return {"rounds": rounds, "single": single, "repair_sampling": many,
             "time_ratio": round(ratio, 2) if ratio is not None else None,

@@ -68,6 +68,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from iterpref.demo import DemoConfig, hf_sampler, open_executor, split_tasks  # noqa: E402
 from iterpref.errors import ConfigError, DataError, IterprefError  # noqa: E402
 from iterpref.records import read_json, read_jsonl, write_json  # noqa: E402
+from iterpref.refine import check_sample_counts  # noqa: E402
 from iterpref.refine.feedback import REPAIR_PROMPTS  # noqa: E402
 from iterpref.report import bootstrap, bootstrap_differences, settings_changes  # noqa: E402
 from iterpref.samplers.hf import PREFILLS  # noqa: E402
@@ -387,8 +388,7 @@ def run(args: argparse.Namespace) -> int:
     evaluated = {m.name for m in _choose(args.eval_methods, "--eval-methods")} if args.eval_methods else set()
     if args.steps < 1 or args.heldout_steps < 1 or not seeds or args.own_rounds < -1:
         raise ConfigError("--steps and --heldout-steps must be at least 1, --seeds non-empty, --own-rounds >= -1")
-    if args.repair_samples < 1 or (args.first_samples is not None and args.first_samples < 1):
-        raise ConfigError("--repair-samples and --first-samples must be at least 1")
+    check_sample_counts(args.repair_samples, args.first_samples, greedy=args.temperature <= 0)
     if REFERENCE not in {m.name for m in methods}:
         methods.insert(0, next(m for m in METHODS if m.name == REFERENCE))  # differences need it
     out = Path(args.output)

@@ -29,6 +29,7 @@ from typing import Iterator, Optional
 
 from iterpref.errors import ConfigError, ExecutorUnavailable
 from iterpref.records import read_json, read_jsonl, write_json
+from iterpref.refine import check_sample_counts
 from iterpref.refine.feedback import check_repair_style
 from sandbox.launch import docker_problem, start_service
 
@@ -86,13 +87,9 @@ class DemoConfig:
             raise ConfigError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.rounds < 0:
             raise ConfigError(f"--rounds must be 0 or more, got {self.rounds}")
-        for name in ("repair_samples", "first_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        check_sample_counts(self.repair_samples, self.first_samples,
+                            greedy=self.temperature == 0 and not self.refine_script)
         check_repair_style(self.repair_prompt, "--repair-prompt")
-        if max(self.repair_samples, self.first_samples) > 1 and self.temperature == 0 and not self.refine_script:
-            raise ConfigError("--repair-samples or --first-samples above 1 needs --temperature above 0 (greedy "
-                              "decoding draws the same candidate every time)")
         if self.train_tasks + self.heldout_tasks > 164:
             raise ConfigError(f"--train-tasks + --heldout-tasks is {self.train_tasks + self.heldout_tasks}; "
                             "HumanEval has 164 tasks")

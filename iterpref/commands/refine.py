@@ -6,7 +6,7 @@ import argparse
 
 from iterpref.errors import ConfigError, ExecutorUnavailable, SamplerError
 from iterpref.executor import close_executor, make_executor
-from iterpref.refine import refine
+from iterpref.refine import check_sample_counts, refine
 from iterpref.refine.feedback import REPAIR_PROMPTS
 from iterpref.samplers import KINDS, make_sampler
 from iterpref.samplers.hf import PREFILLS, resolve_device
@@ -50,14 +50,6 @@ def sampler_from_args(args: argparse.Namespace):
     return make_sampler(args.sampler, model=args.model, base_url=args.base_url, script=args.script, **options)
 
 
-def check_repair_samples(samples: int, sampler: str, temperature: float, first_samples: int | None = None) -> None:
-    if samples < 1 or (first_samples is not None and first_samples < 1):
-        raise ConfigError("--repair-samples and --first-samples must be at least 1")
-    if max(samples, first_samples or 1) > 1 and sampler != "scripted" and temperature <= 0:
-        raise ConfigError("--repair-samples or --first-samples above 1 needs sampling: greedy decoding (--temperature 0) would draw "
-                          "the same candidate every time; pass e.g. --temperature 0.8")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("refine", help="sample, execute and repair until tests pass; write trajectories")
     parser.add_argument("tasks", help="tasks JSONL (see `iterpref tasks humaneval`)")
@@ -86,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.max_rounds < 0 or (args.limit is not None and args.limit < 1) or args.wave_size < 1:
         raise ConfigError("--max-rounds must be >= 0, --limit and --wave-size >= 1")
-    check_repair_samples(args.repair_samples, args.sampler, args.temperature, args.first_samples)
+    check_sample_counts(args.repair_samples, args.first_samples,
+                        greedy=args.sampler != "scripted" and args.temperature <= 0)
     tasks = load_tasks(args.tasks)[: args.limit]
     executor = make_executor(args.executor, workers=args.workers)
     sampler = sampler_from_args(args)

@@ -7,8 +7,8 @@ programs in one ``run_batch`` call, so the sampler and the executor both see ful
 Repair sampling (``samples`` > 1, ``--repair-samples``): every round, round 0 included, draws ``samples``
 candidates per task from the same prompt (sampling must not be greedy, or they are copies); ``first_samples``
 (``--first-samples``) sets round 0's count apart. One candidate at round 0 keeps more pairs: a task that passes
-at round 0 has no failing ancestor to pair with, and several first candidates make such a pass likelier. Every candidate is
-executed and written, with its round, its sample index and its parent (the sample index, in the previous round,
+at round 0 has no failing ancestor to pair with, and several first candidates make such a pass likelier.
+Every candidate is executed and written, with its round, its sample index and its parent (the sample index, in the previous round,
 of the attempt it repairs). A task stops at the round where any candidate first passes. Otherwise the next round
 repairs one failing candidate of this round: the one that passed the most tests, ties going to the lowest sample
 index (:func:`continuation`). With ``samples == 1`` this is the single-sample loop, attempt for attempt.
@@ -142,6 +142,16 @@ def _check_repair_style(path: Path, done_before: dict[str, list[Attempt]], style
         if found != style:
             raise ConfigError(f"{path} holds repairs asked for with the {found} repair prompt; resume it with "
                               f"--repair-prompt {found}, or write to another file")
+
+
+def check_sample_counts(samples: int, first_samples: Optional[int] = None, *, greedy: bool = False) -> None:
+    """The front ends' check of ``--repair-samples`` and ``--first-samples``, before any model is loaded: at least
+    one candidate each, and more than one only when sampling (``greedy``: temperature 0 with a real sampler)."""
+    if samples < 1 or (first_samples is not None and first_samples < 1):
+        raise ConfigError("--repair-samples and --first-samples must be at least 1")
+    if greedy and max(samples, first_samples or 1) > 1:
+        raise ConfigError("--repair-samples or --first-samples above 1 needs --temperature above 0: greedy decoding "
+                          "would draw the same candidate every time; pass e.g. --temperature 0.8")
 
 
 def _execute(executor: Executor, requests: list) -> list[Optional[RunResult]]:
