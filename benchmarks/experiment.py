@@ -388,7 +388,9 @@ def run(args: argparse.Namespace) -> int:
     evaluated = {m.name for m in _choose(args.eval_methods, "--eval-methods")} if args.eval_methods else set()
     if args.steps < 1 or args.heldout_steps < 1 or not seeds or args.own_rounds < -1:
         raise ConfigError("--steps and --heldout-steps must be at least 1, --seeds non-empty, --own-rounds >= -1")
-    check_sample_counts(args.repair_samples, args.first_samples, greedy=args.temperature <= 0)
+    # The temperature matters only when the model's own loop runs.
+    own_loop = args.own_rounds >= 0 and not args.pairs
+    check_sample_counts(args.repair_samples, args.first_samples, greedy=own_loop and args.temperature <= 0)
     if REFERENCE not in {m.name for m in methods}:
         methods.insert(0, next(m for m in METHODS if m.name == REFERENCE))  # differences need it
     out = Path(args.output)

@@ -71,6 +71,19 @@ def test_a_folder_from_before_first_samples_still_matches(tmp_path):
     assert experiment.main(["--output", str(tmp_path / "bad"), "--first-samples", "0"]) == 2
 
 
+def test_greedy_repair_sampling_is_refused_only_when_the_models_own_loop_runs(tmp_path, monkeypatch, capsys):
+    experiment = load_experiment()
+    assert experiment.main(["--output", str(tmp_path / "g"), "--temperature", "0"]) == 2
+    assert "needs --temperature above 0" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    # Without the loop the temperature is unused: the run gets past the check (and stops at the settings write).
+    def stop_here(*_args):
+        raise SystemExit("past")
+
+    monkeypatch.setattr(experiment, "check_settings", stop_here)
+    with pytest.raises(SystemExit, match="past"):
+        experiment.main(["--output", str(tmp_path / "h"), "--temperature", "0", "--own-rounds", "-1"])
+
+
 def experiment_args(experiment):
     captured = {}
 
