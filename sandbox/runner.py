@@ -77,6 +77,10 @@ MAX_MESSAGE_CHARS = 2_000
 FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a test may write to one file in its work directory
 OPEN_FILES_LIMIT = 256
 STACK_LIMIT = 8 * 1024 * 1024  # the usual default; hosts with `ulimit -s unlimited` get it too
+STEADY_CHECKER_TESTS = 1000  # pure tests one steady checker runs before a fresh one takes over
+# Steady checkers (see _pure_test) serve with --switch-uids, where no candidate shares a checker's uid; "0" gives every
+# assert test a checker of its own there too.
+STEADY_CHECKERS = os.environ.get("SANDBOX_STEADY_CHECKERS", "1") != "0"
 PROCESS_LIMIT = 256  # tasks (processes and threads) per confined runner's user; like the containers' pids limit
 CONFINED_TMPFS_MB = 256  # the private /tmp that holds the work directories of a confined runner
 DRAIN_SECONDS = 1.0  # after a test ends: how long to wait for its pipes to close
@@ -1197,22 +1201,111 @@ class _Remote:
 SUPERVISOR_COMPILE_LIMIT = 1 << 18
 
 
-def _compile_test(test: dict) -> tuple | None:
+def _compile_test(test: dict) -> tuple[tuple | None, bool]:
     """An assert test's (setup, code) compiled here, in the supervisor, for its checker to take as they are: the
     same ``compile`` calls the checker would make (same file names, and the runner's own future flags, inherited
     either way). Compiling in a freshly forked checker copied ~110 pages on write, the parser's allocations, and
-    cost about 0.6 ms a test where it costs ~0.13 ms here. None when the checker should compile it itself."""
+    cost about 0.6 ms a test where it costs ~0.13 ms here. None when the checker should compile it itself.
+    With it, whether the test is a pure assertion test (see _pure_test), which a steady checker may run."""
     setup, source = test.get("setup") or "", test["code"]
     if len(setup) + len(source) > SUPERVISOR_COMPILE_LIMIT:
-        return None
+        return None, False
     # A warning (say "assertion is always true") goes to the test's stderr, where the checker's compile prints it:
     # code that warns is left to the checker.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return compile(setup, SETUP_CODE, "exec"), compile(source, TEST_CODE, "exec")
+            trees = compile(setup, SETUP_CODE, "exec", _ONLY_AST), compile(source, TEST_CODE, "exec", _ONLY_AST)
+            compiled = compile(trees[0], SETUP_CODE, "exec"), compile(trees[1], TEST_CODE, "exec")
         except Exception:  # noqa: BLE001 - a syntax error, a warning, a limit of the compiler: the checker's to report
-            return None
+            return None, False
+    return compiled, all(_pure_test(tree) for tree in trees)
+
+
+# --- pure assertion tests, which a steady checker may run one after another ----------------------------------
+#
+# A checker that has run one test is normally thrown away: a test may import modules, patch them, change the
+# interpreter's settings or leave threads, and the next test would see it. A *pure* test cannot reach anything
+# that outlives it. It reads no attribute (every module, class and interpreter setting is an attribute away),
+# imports nothing, declares no global, defines no class, and names only its own variables, the candidate's names
+# and the builtins below: values, containers and functions of values, none of which can change the
+# interpreter's state. What it can build (values, its own functions, handles to the candidate's objects) lives in
+# its namespace, which is dropped after the test. HumanEval's and MBPP's tests are of this kind.
+
+_ONLY_AST = 0x400  # ast.PyCF_ONLY_AST: the tree from the C parser, without importing the ast module
+PURE_BUILTINS = frozenset((
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "complex", "dict",
+    "divmod", "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "id", "int", "isinstance",
+    "issubclass", "iter", "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "print", "range",
+    "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
+    "True", "False", "None", "Ellipsis", "NotImplemented",
+))
+
+
+def _pure_node_types() -> tuple:
+    import _ast
+
+    names = (
+        # statements
+        "Module", "FunctionDef", "Return", "Assign", "AugAssign", "For", "While", "If", "Raise", "Try",
+        "ExceptHandler", "Assert", "Expr", "Pass", "Break", "Continue", "arguments", "arg",
+        # expressions
+        "BoolOp", "NamedExpr", "BinOp", "UnaryOp", "Lambda", "IfExp", "Dict", "Set", "ListComp", "SetComp",
+        "DictComp", "GeneratorExp", "comprehension", "Compare", "Call", "keyword", "FormattedValue", "JoinedStr",
+        "Constant", "Subscript", "Starred", "Name", "List", "Tuple", "Slice",
+        # contexts and operators
+        "Load", "Store", "And", "Or", "Add", "Sub", "Mult", "MatMult", "Div", "Mod", "Pow", "LShift", "RShift",
+        "BitOr", "BitXor", "BitAnd", "FloorDiv", "Invert", "Not", "UAdd", "USub", "Eq", "NotEq", "Lt", "LtE",
+        "Gt", "GtE", "Is", "IsNot", "In", "NotIn",
+    )
+    return tuple(getattr(_ast, name) for name in names)
+
+
+_PURE_NODES: tuple = ()
+
+
+def _pure_test(tree) -> bool:
+    """Whether the parsed test (a tree of _ast nodes) is pure in the sense above: only the node types of
+    _pure_node_types (no Attribute, Import, Global, ClassDef, With, Delete, ...), no decorators or annotations,
+    no dunder name, and no builtin outside PURE_BUILTINS. Builtin exception classes may be named as well."""
+    global _PURE_NODES
+    import _ast
+
+    if not _PURE_NODES:
+        _PURE_NODES = _pure_node_types()
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, _PURE_NODES):
+            return False
+        if isinstance(node, _ast.FunctionDef) and (node.decorator_list or node.returns):
+            return False
+        if isinstance(node, _ast.arg) and node.annotation is not None:
+            return False
+        if isinstance(node, _ast.Name) and not _pure_name(node.id):
+            return False
+        if isinstance(node, (_ast.FunctionDef, _ast.ExceptHandler)) and node.name and not _pure_name(node.name):
+            return False
+        if isinstance(node, _ast.arg) and not _pure_name(node.arg):
+            return False
+        if isinstance(node, _ast.keyword) and node.arg is not None and node.arg.startswith("__"):
+            return False
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                todo.extend(item for item in value if isinstance(item, _ast.AST))
+            elif isinstance(value, _ast.AST):
+                todo.append(value)
+    return True
+
+
+def _pure_name(name: str) -> bool:
+    if name.startswith("__"):
+        return False
+    found = getattr(builtins, name, None)
+    if found is None and name != "None":
+        return True  # the test's own name, or the candidate's
+    return name in PURE_BUILTINS or (isinstance(found, type) and issubclass(found, BaseException))
 
 
 def _test_names(codes: Sequence[types.CodeType]) -> list[str]:
@@ -1259,11 +1352,12 @@ class _BlankChecker:
         return checker
 
     def start(self, test: dict, limits: dict, token: bytes, fds: tuple[int, int, int, int], workdir: str,
-              compiled: tuple | None = None) -> bool:
+              compiled: tuple | None = None, steady: bool = False) -> bool:
         """Hand over the test (with its code objects, when the supervisor compiled them: see _compile_test) and
         its descriptors (the socket to the candidate, the report pipe, stdout, stderr); False if this checker is
-        already gone (killed with the leftovers of a test)."""
-        body = marshal.dumps((test, limits, token, workdir, compiled))
+        already gone (killed with the leftovers of a test). ``steady`` (a pure test only): the checker waits for
+        another pure test after reporting, instead of exiting, and its report pipe's end marks the test's end."""
+        body = marshal.dumps((test, limits, token, workdir, compiled, steady))
         try:
             self.ctl.sendmsg([len(body).to_bytes(4, "big")], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, memoryview(
                 b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)))])
@@ -1272,7 +1366,8 @@ class _BlankChecker:
         except OSError:
             return False
         finally:
-            self.ctl.close()
+            if not steady:
+                self.ctl.close()
 
     def discard(self) -> None:
         self.ctl.close()  # it reads end-of-input and exits; the supervisor's kill loop reaps it
@@ -1317,9 +1412,8 @@ _PIPE_WRITERS: tuple = ()  # made by the zygote before it forks anything (see _p
 
 
 def _checker_main(ctl_fd: int) -> None:
-    """Get ready, wait for one assert test on ``ctl_fd``, run it against the candidate's process and report;
-    never returns."""
-    code = 70
+    """Get ready, wait for an assert test on ``ctl_fd``, run it against the candidate's process and report; then
+    exit, or, as a steady checker, wait for the next pure test (see _pure_test). Never returns."""
     try:
         _prctl(PR_SET_DUMPABLE, 0)  # the candidate may share our uid: it must not trace us or read our memory
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -1332,29 +1426,55 @@ def _checker_main(ctl_fd: int) -> None:
         _set_rlimit(resource.RLIMIT_CORE, 0)
         _switch_uid("checker")
         order = socket.socket(fileno=ctl_fd)
-        head, ancillary, _flags, _addr = order.recvmsg(4, socket.CMSG_SPACE(4 * 4))
-        if len(head) != 4:
-            os._exit(0)  # discarded unused
-        fds = [int.from_bytes(raw[i : i + 4], sys.byteorder) for _level, _kind, raw in ancillary
-               for i in range(0, len(raw) - len(raw) % 4, 4)]
-        body = _read_exact(ctl_fd, int.from_bytes(head, "big"))
-        order.close()
-        if body is None or len(fds) != 4:
-            os._exit(70)
-        test, limits, token, workdir, compiled = marshal.loads(body)
-        sock_fd, res_fd, out_fd, err_fd = fds
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        for fd in (out_fd, err_fd):
-            os.close(fd)
-        os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
-        _set_rlimit(resource.RLIMIT_CPU, math.ceil(limits["time_s"]) + 1)
-        # The test's memory limit binds its own code and what it decodes from the candidate, as in the loader.
-        _set_rlimit(resource.RLIMIT_AS, _address_space() + limits["memory_mb"] * 1024 * 1024)
-        sys.stdout, sys.stderr = _PIPE_WRITERS or _text_writers()
-        code = 0
+        null_out = os.open(os.devnull, os.O_WRONLY)
     except BaseException:  # noqa: BLE001
-        os._exit(code)
+        os._exit(70)
+    while True:
+        try:
+            head, ancillary, _flags, _addr = order.recvmsg(4, socket.CMSG_SPACE(4 * 4))
+            if len(head) != 4:
+                os._exit(0)  # discarded, unused or between pure tests
+            fds = [int.from_bytes(raw[i : i + 4], sys.byteorder) for _level, _kind, raw in ancillary
+                   for i in range(0, len(raw) - len(raw) % 4, 4)]
+            body = _read_exact(ctl_fd, int.from_bytes(head, "big"))
+            if body is None or len(fds) != 4:
+                os._exit(70)
+            test, limits, token, workdir, compiled, steady = marshal.loads(body)
+            sock_fd, res_fd, out_fd, err_fd = fds
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            for fd in (out_fd, err_fd):
+                os.close(fd)
+            os.chdir("/" if _SWITCH_UIDS else workdir)  # the program's own directory is private to its uid there
+            cpu_s = math.ceil(limits["time_s"]) + 1
+            memory = limits["memory_mb"] * 1024 * 1024
+            if steady:  # soft limits only, from what this process has used so far: the next test sets its own
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                cpu_s += math.ceil(usage.ru_utime + usage.ru_stime)
+                for which, soft in ((resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_AS, _address_space() + memory)):
+                    _set_rlimit(which, soft, resource.getrlimit(which)[1])
+            else:
+                _set_rlimit(resource.RLIMIT_CPU, cpu_s)
+                # The test's memory limit binds its own code and what it decodes from the candidate, as in the
+                # loader.
+                _set_rlimit(resource.RLIMIT_AS, _address_space() + memory)
+            sys.stdout, sys.stderr = _PIPE_WRITERS or _text_writers()
+        except BaseException:  # noqa: BLE001
+            os._exit(70)
+        _check(test, token, sock_fd, res_fd, compiled, steady)
+        if not steady:
+            os._exit(0)
+        try:  # ready for the next pure test: nothing of this one stays open
+            os.close(res_fd)  # the supervisor's sign that this test is over
+            os.dup2(null_out, 1)
+            os.dup2(null_out, 2)
+            os.chdir("/")
+        except BaseException:  # noqa: BLE001
+            os._exit(70)
+
+
+def _check(test: dict, token: bytes, sock_fd: int, res_fd: int, compiled: tuple | None, steady: bool) -> None:
+    """Run one assert test with the candidate's names behind ``sock_fd`` and write its report to ``res_fd``."""
 
     def report(*payload) -> None:
         try:
@@ -1368,7 +1488,6 @@ def _checker_main(ctl_fd: int) -> None:
                 pass
         body = marshal.dumps((token,) + payload)
         _write_all(res_fd, len(body).to_bytes(4, "big") + body)
-        os._exit(0)
 
     shown = (CANDIDATE, TEST_CODE, SETUP_CODE)
     try:
@@ -1382,6 +1501,9 @@ def _checker_main(ctl_fd: int) -> None:
             if type(name) is not str or hasattr(builtins, name):  # builtins stay the checker's own
                 continue
             if type(tree) is tuple and tree and tree[0] == "m":  # a module: imported afresh here, never taken over
+                if steady:  # importing would leave the module behind for the next test: a pure test reads no
+                    namespace[name] = types.ModuleType(str(tree[1]))  # attribute, so an empty one serves
+                    continue
                 try:
                     namespace[name] = __import__(str(tree[1]), fromlist=["_"])
                 except BaseException:  # noqa: BLE001 - not importable here: the test sees no such name
@@ -1398,8 +1520,15 @@ def _checker_main(ctl_fd: int) -> None:
         try:
             report("exc", *info)
         except BaseException:  # noqa: BLE001
-            report("exc", info[0], info[1], "", "", None)
-    report("ok", marshal.dumps(None))
+            try:
+                report("exc", info[0], info[1], "", "", None)
+            except BaseException:  # noqa: BLE001
+                os._exit(70)
+        return
+    try:
+        report("ok", marshal.dumps(None))
+    except BaseException:  # noqa: BLE001
+        os._exit(70)
 
 
 _VALUE_TYPES = _value_types()
@@ -1628,10 +1757,19 @@ class _Poller:
 
 
 class _Supervisor:
+    """Runs one program's tests. ``checker`` is a blank checker made ahead, ``steady`` the steady checker an
+    earlier program of this supervisor process left (see _pure_test; with --switch-uids only), which goes on
+    serving pure tests; ``self.steady`` is the one left for the next program, and ``self.took_blank`` says whether
+    this program needed a blank checker (so that one is made ahead for the next)."""
+
     def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader,
-                 checker: _BlankChecker | None = None, make_checker: Callable[[], _BlankChecker] = _BlankChecker) -> None:
+                 checker: _BlankChecker | None = None, make_checker: Callable[[], _BlankChecker] = _BlankChecker,
+                 steady: _BlankChecker | None = None) -> None:
         self.job, self.job_r, self.res_w = job, job_r, res_w
-        self.checker, self.make_checker = checker, make_checker
+        self.checker, self.make_checker, self.steady = checker, make_checker, steady
+        self.steady_tests = 0 if steady is None else getattr(steady, "served", 0)
+        self.took_blank = False
+        self.prepared: dict[int, tuple[tuple | None, bool]] = {}
         self.limits = job["limits"]
         self.loader = loader
         self.workdir = loader.workdir
@@ -1639,6 +1777,9 @@ class _Supervisor:
         self.null = os.open(os.devnull, os.O_RDONLY)
         self.loader_pid = loader.pid
         self.loader_alive = True
+        if self.checker is not None and not self._asserts_after(-1):
+            self.checker.discard()  # not for this program: a steady checker serves its tests, or it has none
+            self.checker = None
 
     def run(self) -> None:
         try:
@@ -1659,20 +1800,84 @@ class _Supervisor:
         finally:
             if self.checker is not None:
                 self.checker.discard()
-            _kill_children()
+            _kill_children(spare=(self.steady.pid,) if self.steady is not None else ())
             os.close(self.null)
             self.ctl.close()
             _remove_workdir(self.workdir, self.loader.uid)
 
     def take_checker(self) -> _BlankChecker:
         checker, self.checker = self.checker or self.make_checker(), None
+        self.took_blank = True
         return checker
 
     def spare_checker(self) -> tuple[int, ...]:
-        return (self.checker.pid,) if self.checker is not None else ()
+        return tuple(c.pid for c in (self.checker, self.steady) if c is not None)
+
+    def _prepare(self, index: int) -> tuple[tuple | None, bool]:
+        """Test ``index``'s code objects (or None) and whether a steady checker may run it."""
+        if index not in self.prepared:
+            compiled, pure = _compile_test(self.job["tests"][index])
+            self.prepared[index] = compiled, pure and _SWITCH_UIDS and STEADY_CHECKERS
+        return self.prepared[index]
 
     def _asserts_after(self, index: int) -> bool:
-        return _needs_checker((self.job["tests"] or [])[index + 1 :])
+        """Whether a test after ``index`` needs a blank checker: an assert test that is not pure, or a pure one
+        while there is no steady checker yet (the blank one becomes it)."""
+        if not _needs_checker((self.job["tests"] or [])[index + 1 :]):
+            return False
+        for later in range(index + 1, len(self.job["tests"])):
+            if self.job["tests"][later]["kind"] == "assert":
+                if self.steady is None or not self._prepare(later)[1]:
+                    return True
+        return False
+
+    def _start_steady(self, test: dict, token: bytes, fds: tuple[int, int, int, int],
+                      compiled: tuple | None) -> _BlankChecker:
+        """The steady checker, handed a pure test: the one left by earlier tests if it is still there, else a
+        blank one, which stays on as the steady checker."""
+        for _ in range(2):
+            checker = self.steady
+            if checker is None or self.steady_tests >= STEADY_CHECKER_TESTS:
+                self._drop_steady()
+                checker = self.take_checker()
+                self.steady_tests = 0
+            self.steady = checker
+            self.steady_tests += 1
+            checker.served = self.steady_tests  # type: ignore[attr-defined]
+            if checker.start(test, self.limits, token, fds, self.workdir, compiled, steady=True):
+                return checker
+            self._drop_steady()  # gone (killed with a test's leftovers, say): a blank one takes its place
+        raise OSError("no checker could be started")
+
+    def _drop_steady(self) -> None:
+        """Kill the steady checker (in the middle of a test or not) and forget it."""
+        if self.steady is not None:
+            steady, self.steady = self.steady, None
+            steady.ctl.close()
+            _sigkill(steady.pid)
+            try:
+                os.waitpid(steady.pid, 0)
+            except ChildProcessError:
+                pass
+
+    @staticmethod
+    def _steady_status(pid: int) -> int | None:
+        """The wait status of a steady checker that died in its test (left unreaped, so that its pid cannot be
+        reused before _drop_steady kills it), or None. Its report pipe's end came first: a dying process closes
+        its descriptors before it can be waited for, so this waits for the exit, briefly."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while True:
+            try:
+                found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return None
+            if found is not None:
+                if found.si_code == os.CLD_EXITED:
+                    return (found.si_status & 0xFF) << 8
+                return found.si_status | (0x80 if found.si_code == os.CLD_DUMPED else 0)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.001)
 
     # --- loading -------------------------------------------------------------------------------------------
     def _load(self) -> tuple:
@@ -1725,7 +1930,7 @@ class _Supervisor:
     def _stop_loader(self) -> None:
         if self.loader_alive:
             self.loader_alive = False
-            _kill_children()
+            _kill_children(spare=self.spare_checker())
 
     # --- one test ------------------------------------------------------------------------------------------
     def _run_test(self, index: int, last: bool = False) -> dict:
@@ -1743,7 +1948,7 @@ class _Supervisor:
         # An assert test is judged by a checker process of its own; the candidate's side gets a socket to it
         # where a report channel would be, and never holds the report pipe.
         checked = spec is not None and spec["kind"] == "assert"
-        compiled = _compile_test(cast(dict, spec)) if checked else None
+        compiled, steady = self._prepare(index) if checked else (None, False)
         chk_sock, cand_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if checked else (None, None)
         stdin_data = b""
         if spec is not None and spec["kind"] == "stdio":
@@ -1774,10 +1979,13 @@ class _Supervisor:
         if chk_sock is not None and cand_sock is not None:
             if self.loader_alive:
                 fds = (chk_sock.fileno(), res_w, out_w, err_w)
-                checker = self.take_checker()
-                if not checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled):
-                    checker = self.make_checker()  # the one made ahead was killed with a test's leftovers
-                    checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled)
+                if steady:
+                    checker = self._start_steady(cast(dict, spec), token, fds, compiled)
+                else:
+                    checker = self.take_checker()
+                    if not checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled):
+                        checker = self.make_checker()  # the one made ahead was killed with a test's leftovers
+                        checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled)
                 checker_pid = checker.pid
             chk_sock.close()
             cand_sock.close()
@@ -1786,7 +1994,7 @@ class _Supervisor:
         # With a checker, a test ends when both the candidate's side and the checker have exited.
         status_known, checker_done = False, checker_pid is None
         checker_fd = None
-        if checker_pid is not None and _HAVE_PIDFD:
+        if checker_pid is not None and _HAVE_PIDFD and not steady:  # a steady one ends its test by closing "res"
             checker_fd = os.pidfd_open(checker_pid)
         deadline = start + self.limits["time_s"]
         sel = _Poller()
@@ -1869,6 +2077,15 @@ class _Supervisor:
         duration = (time.monotonic() - start) * 1000
         if checker_fd is not None:
             os.close(checker_fd)
+        if steady and checker_pid is not None:
+            # It stays for the next pure test only after a test that ended as a test does: reported in full (a
+            # failed assertion and the candidate's exceptions included), nothing killed, no memory error.
+            parsed: tuple = _parse_report(bytes(report), token) if checker_done else ("missing",)
+            reported = parsed[0] in ("ok", "exc")
+            if outcome["killed"] is not None or not reported or parsed[:2] == ("exc", "memory"):
+                if checker_done and not reported:  # its report pipe ended without a report: it died in the test
+                    checker_status = self._steady_status(checker_pid)
+                self._drop_steady()
         # The test's own code runs in the checker: its death by a signal (os.abort() in a test) is the test's
         # outcome as long as the candidate's side exited cleanly.
         status = outcome["status"]
@@ -1931,7 +2148,7 @@ class _Supervisor:
                 return
         # The loader did not account for its child: it cannot be trusted with another test.
         self.loader_alive = False
-        _kill_children()
+        _kill_children(spare=self.spare_checker())
 
 
 class _Capture:
@@ -2057,13 +2274,14 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                 _KEPT_CHILDREN = (template.pid,) if template else ()
                 make_loader = template.make_loader if template else (lambda: _BlankLoader(workroot))
                 make_checker = template.make_checker if template else _BlankChecker
-                loader, checker = None, None
+                loader, checker, steady = None, None, None
                 served, wants_checker = 0, b"c" in data
                 while many or not served:  # one program after another until the judge closes the job pipe
                     if loader is None and not select.select([job_r], [], [], 0)[0]:
                         loader = make_loader()  # made while we wait: the next program finds it ready
-                    # Likewise a checker, once a program of ours had assert tests (the next ones likely have
-                    # too); otherwise a program that needs one forks it while its loader loads.
+                    # Likewise a checker, once a program of ours needed a blank one (its tests were not pure, or
+                    # there was no steady checker yet: the next program's are likely alike); otherwise a program
+                    # that needs one forks it while its loader loads.
                     if checker is None and wants_checker and not select.select([job_r], [], [], 0)[0]:
                         checker = make_checker()
                     job = _recv_frame(job_r)
@@ -2073,11 +2291,10 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                         if loader is not None:
                             loader.discard()
                         break
-                    uses_checker = wants_checker = _needs_checker(job["tests"])
-                    if checker is not None and not uses_checker:
-                        checker.discard()  # not for this program; a program that needs one makes its own
-                        checker = None
-                    _Supervisor(job, job_r, res_w, loader or make_loader(), checker, make_checker).run()
+                    supervisor = _Supervisor(job, job_r, res_w, loader or make_loader(), checker, make_checker,
+                                             steady)
+                    supervisor.run()
+                    steady, wants_checker = supervisor.steady, supervisor.took_blank
                     loader, checker, served = None, None, served + 1
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()

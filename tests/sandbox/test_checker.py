@@ -315,15 +315,16 @@ def test_the_shared_writers_are_set_up_as_over_a_pipe_whatever_descriptors_1_and
 def test_the_supervisor_compiles_a_test_as_its_checker_would():
     """The code objects the supervisor hands over carry the checker's file names and future flags (the runner's
     own, inherited by ``compile`` either way), so a test reads the same wherever it was compiled."""
-    setup_code, test_code = runner._compile_test({"setup": "y = 2", "code": "def g(x: undefined_name):\n"
-                                                                           "    return x\nassert g(y) == 2"})
+    (setup_code, test_code), pure = runner._compile_test({"setup": "y = 2", "code": "def g(x: undefined_name):\n"
+                                                                                  "    return x\nassert g(y) == 2"})
+    assert not pure  # an annotation: a steady checker never runs it
     assert (setup_code.co_filename, test_code.co_filename) == (runner.SETUP_CODE, runner.TEST_CODE)
     namespace: dict = {}
     exec(setup_code, namespace)
     exec(test_code, namespace)  # the annotation is never evaluated, as under the checker's own compile
-    assert runner._compile_test({"code": "assert ("}) is None  # left to the checker, which reports it
+    assert runner._compile_test({"code": "assert ("}) == (None, False)  # left to the checker, which reports it
     too_long = "# " + "x" * runner.SUPERVISOR_COMPILE_LIMIT + "\nassert True"
-    assert runner._compile_test({"code": too_long}) is None
+    assert runner._compile_test({"code": too_long}) == (None, False)
 
 
 @pytest.mark.parametrize("test, verdict, error_type", [
@@ -339,7 +340,7 @@ def test_tests_compiled_by_the_supervisor_or_by_the_checker_get_the_same_verdict
 
 def test_a_warning_from_compiling_the_test_still_reaches_the_tests_stderr():
     """The supervisor leaves code that warns to the checker, whose compile prints the warning where it belongs."""
-    assert runner._compile_test({"code": "assert (1 == 2, 'message')"}) is None
+    assert runner._compile_test({"code": "assert (1 == 2, 'message')"}) == (None, False)
     result = LocalExecutor(workers=1).run(RunRequest(code="def f():\n    return 1\n", tests=[
         {"kind": "assert", "code": "assert (f() == 2, 'message')"}]))
     assert result.tests[0].verdict.value == "pass"  # always true, as in plain Python, which warns about it
@@ -357,7 +358,7 @@ def test_a_checker_is_handed_the_code_objects_the_supervisor_compiled():
     pipes = [os.pipe() for _ in range(2)]
     fds = (pipes[0][0], pipes[0][1], pipes[1][0], pipes[1][1])
     test = {"kind": "assert", "code": "assert f() == 1", "setup": ""}
-    compiled = runner._compile_test(test)
+    compiled, _pure = runner._compile_test(test)
     try:
         assert runner._BlankChecker.adopt(0, ours).start(test, {"time_s": 1}, b"t" * 16, fds, "/tmp", compiled)
         head, ancillary, _flags, _addr = theirs.recvmsg(4, socket.CMSG_SPACE(4 * 4))
@@ -368,7 +369,8 @@ def test_a_checker_is_handed_the_code_objects_the_supervisor_compiled():
         size, body = int.from_bytes(head, "big"), b""
         while len(body) < size:
             body += theirs.recv(size - len(body))
-        sent_test, _limits, _token, _workdir, sent_code = marshal.loads(body)
+        sent_test, _limits, _token, _workdir, sent_code, steady = marshal.loads(body)
+        assert steady is False  # a checker for one test: it exits after reporting
         assert sent_test == test
         assert [c.co_filename for c in sent_code] == [runner.SETUP_CODE, runner.TEST_CODE]
         assert sent_code[1].co_code == compiled[1].co_code
