@@ -1834,8 +1834,9 @@ class _Supervisor:
     def _start_steady(self, test: dict, token: bytes, fds: tuple[int, int, int, int],
                       compiled: tuple | None) -> _BlankChecker:
         """The steady checker, handed a pure test: the one left by earlier tests if it is still there, else a
-        blank one, which stays on as the steady checker."""
-        for _ in range(2):
+        blank one, which stays on as the steady checker. If even that one is gone, the test finds no report and
+        the checker is dropped after it, as a fresh checker would be."""
+        for attempt in range(2):
             checker = self.steady
             if checker is None or self.steady_tests >= STEADY_CHECKER_TESTS:
                 self._drop_steady()
@@ -1844,10 +1845,10 @@ class _Supervisor:
             self.steady = checker
             self.steady_tests += 1
             checker.served = self.steady_tests  # type: ignore[attr-defined]
-            if checker.start(test, self.limits, token, fds, self.workdir, compiled, steady=True):
-                return checker
+            if checker.start(test, self.limits, token, fds, self.workdir, compiled, steady=True) or attempt:
+                break
             self._drop_steady()  # gone (killed with a test's leftovers, say): a blank one takes its place
-        raise OSError("no checker could be started")
+        return cast(_BlankChecker, checker)
 
     def _drop_steady(self) -> None:
         """Kill the steady checker (in the middle of a test or not) and forget it."""

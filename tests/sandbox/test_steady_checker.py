@@ -227,3 +227,47 @@ def test_a_steady_checker_gives_every_verdict_a_fresh_checker_gives(workroot):
     assert [comparable(r) for r in steady] == [comparable(r) for r in fresh]
     verdicts = {test["verdict"] for r in steady for test in r["tests"]}
     assert {"pass", "fail", "error"} <= verdicts
+
+
+@needs_root
+def test_a_steady_checker_that_died_between_programs_is_replaced_by_a_blank_one(workroot):
+    """Nothing a candidate can do kills it (see above), so the test kills it from outside: the second program
+    waits in its top-level code, which runs before its test, while the steady checker left by the first is killed;
+    its test then takes a blank checker."""
+    meeting = Path(tempfile.mkdtemp(prefix="steady-meeting-", dir="/tmp"))
+    meeting.chmod(0o777)
+    go = meeting / "go"
+    os.mkfifo(go, 0o666)
+    waits = {"code": FIND_CHECKERS + (
+        f"with open({str(meeting / 'ready')!r}, 'w') as handle:\n"
+        "    handle.write(f'{os.getppid()} {os.getuid()}')\n"
+        f"with open({str(go)!r}) as handle:\n"
+        "    handle.read()\n"), "tests": SEES_ITS_CHECKER["tests"], "limits": {"time_s": 60}}
+    runs = [SEES_ITS_CHECKER, SEES_ITS_CHECKER, waits]
+    env = {**os.environ, "SANDBOX_STEADY_CHECKERS": "1"}
+    try:
+        with subprocess.Popen([sys.executable, str(RUNNER), "--switch-uids", "--workdir", str(workroot)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) as process:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(json.dumps({"runs": runs, "workers": 1}).encode())
+            process.stdin.close()
+            with open(go, "w") as release:  # blocks until the second program opened the fifo to read
+                supervisor, uid = map(int, (meeting / "ready").read_text().split())
+                killed = []
+                for name in os.listdir("/proc"):
+                    if name.isdigit():
+                        try:
+                            status = Path(f"/proc/{name}/status").read_text()
+                        except OSError:
+                            continue
+                        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+                        if int(fields["PPid"]) == supervisor and int(fields["Uid"].split()[0]) not in (0, uid):
+                            os.kill(int(name), 9)
+                            killed.append(int(name))
+                release.write("go")
+            results = json.loads(process.stdout.read())["results"]
+    finally:
+        shutil.rmtree(meeting, ignore_errors=True)
+    assert killed == checker_seen(results[1])  # the steady checker, idle between the programs
+    assert results[2]["passed"], results[2]
+    assert checker_seen(results[2]) != killed
