@@ -1242,7 +1242,9 @@ PURE_BUILTINS = frozenset((
 ))
 
 
-def _pure_node_types() -> tuple:
+def _pure_node_fields() -> dict:
+    """Each node type a pure test may hold, with the fields under it that hold nodes (a context, a name, a
+    constant's value are not visited)."""
     import _ast
 
     names = (
@@ -1253,49 +1255,70 @@ def _pure_node_types() -> tuple:
         "BoolOp", "NamedExpr", "BinOp", "UnaryOp", "Lambda", "IfExp", "Dict", "Set", "ListComp", "SetComp",
         "DictComp", "GeneratorExp", "comprehension", "Compare", "Call", "keyword", "FormattedValue", "JoinedStr",
         "Constant", "Subscript", "Starred", "Name", "List", "Tuple", "Slice",
-        # contexts and operators
-        "Load", "Store", "And", "Or", "Add", "Sub", "Mult", "MatMult", "Div", "Mod", "Pow", "LShift", "RShift",
-        "BitOr", "BitXor", "BitAnd", "FloorDiv", "Invert", "Not", "UAdd", "USub", "Eq", "NotEq", "Lt", "LtE",
-        "Gt", "GtE", "Is", "IsNot", "In", "NotIn",
+        # operators
+        "And", "Or", "Add", "Sub", "Mult", "MatMult", "Div", "Mod", "Pow", "LShift", "RShift", "BitOr", "BitXor",
+        "BitAnd", "FloorDiv", "Invert", "Not", "UAdd", "USub", "Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "Is",
+        "IsNot", "In", "NotIn",
     )
-    return tuple(getattr(_ast, name) for name in names)
+    scalars = {"ctx", "id", "name", "arg", "conversion", "kind", "type_comment", "is_async", "annotation",
+               "decorator_list", "returns"}  # the last three are checked apart (they must be empty)
+    fields: dict = {type(None): ()}  # an absent optional node (a bare `raise`, a keyword-only default)
+    for name in names:
+        kind = getattr(_ast, name)
+        fields[kind] = () if name == "Constant" else tuple(f for f in kind._fields if f not in scalars)
+    return fields
 
 
-_PURE_NODES: tuple = ()
+_PURE_FIELDS: dict = {}
+_PURE_NAMES: dict[str, bool] = {}
 
 
 def _pure_test(tree) -> bool:
     """Whether the parsed test (a tree of _ast nodes) is pure in the sense above: only the node types of
-    _pure_node_types (no Attribute, Import, Global, ClassDef, With, Delete, ...), no decorators or annotations,
+    _pure_node_fields (no Attribute, Import, Global, ClassDef, With, Delete, ...), no decorators or annotations,
     no dunder name, and no builtin outside PURE_BUILTINS. Builtin exception classes may be named as well."""
-    global _PURE_NODES
     import _ast
 
-    if not _PURE_NODES:
-        _PURE_NODES = _pure_node_types()
+    if not _PURE_FIELDS:
+        _PURE_FIELDS.update(_pure_node_fields())
+    fields_of, names = _PURE_FIELDS, _PURE_NAMES
+    Name, FunctionDef, arg, ExceptHandler, keyword = (_ast.Name, _ast.FunctionDef, _ast.arg, _ast.ExceptHandler,
+                                                      _ast.keyword)
     todo = [tree]
+    pop, push, extend = todo.pop, todo.append, todo.extend
     while todo:
-        node = todo.pop()
-        if not isinstance(node, _PURE_NODES):
+        node = pop()
+        kind = type(node)
+        fields = fields_of.get(kind)
+        if fields is None:
             return False
-        if isinstance(node, _ast.FunctionDef) and (node.decorator_list or node.returns):
+        name = None
+        if kind is Name:
+            name = node.id
+        elif kind is FunctionDef:
+            if node.decorator_list or node.returns:
+                return False
+            name = node.name
+        elif kind is arg:
+            if node.annotation is not None:
+                return False
+            name = node.arg
+        elif kind is ExceptHandler:
+            name = node.name
+        elif kind is keyword and node.arg is not None and node.arg.startswith("__"):
             return False
-        if isinstance(node, _ast.arg) and node.annotation is not None:
-            return False
-        if isinstance(node, _ast.Name) and not _pure_name(node.id):
-            return False
-        if isinstance(node, (_ast.FunctionDef, _ast.ExceptHandler)) and node.name and not _pure_name(node.name):
-            return False
-        if isinstance(node, _ast.arg) and not _pure_name(node.arg):
-            return False
-        if isinstance(node, _ast.keyword) and node.arg is not None and node.arg.startswith("__"):
-            return False
-        for field in node._fields:
-            value = getattr(node, field, None)
-            if isinstance(value, list):
-                todo.extend(item for item in value if isinstance(item, _ast.AST))
-            elif isinstance(value, _ast.AST):
-                todo.append(value)
+        if name is not None:
+            pure = names.get(name)
+            if pure is None:
+                pure = names[name] = _pure_name(name)
+            if not pure:
+                return False
+        for field in fields:
+            value = getattr(node, field)
+            if type(value) is list:
+                extend(value)
+            else:
+                push(value)
     return True
 
 
