@@ -1237,9 +1237,9 @@ PURE_BUILTINS = frozenset((
     "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "complex", "dict",
     "divmod", "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "id", "int", "isinstance",
     "issubclass", "iter", "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "print", "range",
-    "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
+    "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip",
     "True", "False", "None", "Ellipsis", "NotImplemented",
-))
+))  # not `type`: type(name, bases, {"__del__": ...}) makes a class whose instances could run code in a later test
 
 
 def _pure_node_fields() -> dict:
