@@ -1201,12 +1201,13 @@ class _Remote:
 SUPERVISOR_COMPILE_LIMIT = 1 << 18
 
 
-def _compile_test(test: dict) -> tuple[tuple | None, bool]:
+def _compile_test(test: dict, judge_purity: bool = False) -> tuple[tuple | None, bool]:
     """An assert test's (setup, code) compiled here, in the supervisor, for its checker to take as they are: the
     same ``compile`` calls the checker would make (same file names, and the runner's own future flags, inherited
     either way). Compiling in a freshly forked checker copied ~110 pages on write, the parser's allocations, and
     cost about 0.6 ms a test where it costs ~0.13 ms here. None when the checker should compile it itself.
-    With it, whether the test is a pure assertion test (see _pure_test), which a steady checker may run."""
+    With it, whether the test is a pure assertion test (see _pure_test), which a steady checker may run; that is
+    worked out only with ``judge_purity`` (the parsed tree it needs costs ~0.1 ms a test more than compiling)."""
     setup, source = test.get("setup") or "", test["code"]
     if len(setup) + len(source) > SUPERVISOR_COMPILE_LIMIT:
         return None, False
@@ -1215,6 +1216,8 @@ def _compile_test(test: dict) -> tuple[tuple | None, bool]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
+            if not judge_purity:
+                return (compile(setup, SETUP_CODE, "exec"), compile(source, TEST_CODE, "exec")), False
             trees = compile(setup, SETUP_CODE, "exec", _ONLY_AST), compile(source, TEST_CODE, "exec", _ONLY_AST)
             compiled = compile(trees[0], SETUP_CODE, "exec"), compile(trees[1], TEST_CODE, "exec")
         except Exception:  # noqa: BLE001 - a syntax error, a warning, a limit of the compiler: the checker's to report
@@ -1350,6 +1353,8 @@ class _BlankChecker:
     """A checker forked ahead of its test (while the supervisor waits, or once the previous test's result is out),
     which makes itself ready and blocks until it is handed a test: the fork and that set-up stay off the test's
     path. It holds nothing of any program until then, so an unused one may serve the next program."""
+
+    served = 0  # pure tests handed to it as a steady checker
 
     def __init__(self, fork: Callable[[], int] = os.fork) -> None:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -1783,14 +1788,14 @@ class _Supervisor:
     """Runs one program's tests. ``checker`` is a blank checker made ahead, ``steady`` the steady checker an
     earlier program of this supervisor process left (see _pure_test; with --switch-uids only), which goes on
     serving pure tests; ``self.steady`` is the one left for the next program, and ``self.took_blank`` says whether
-    this program needed a blank checker (so that one is made ahead for the next)."""
+    a test of this program that is not pure took a blank checker of its own (so that one is made ahead for the
+    next program)."""
 
     def __init__(self, job: dict, job_r: int, res_w: int, loader: _BlankLoader,
                  checker: _BlankChecker | None = None, make_checker: Callable[[], _BlankChecker] = _BlankChecker,
                  steady: _BlankChecker | None = None) -> None:
         self.job, self.job_r, self.res_w = job, job_r, res_w
         self.checker, self.make_checker, self.steady = checker, make_checker, steady
-        self.steady_tests = 0 if steady is None else getattr(steady, "served", 0)
         self.took_blank = False
         self.prepared: dict[int, tuple[tuple | None, bool]] = {}
         self.limits = job["limits"]
@@ -1830,7 +1835,6 @@ class _Supervisor:
 
     def take_checker(self) -> _BlankChecker:
         checker, self.checker = self.checker or self.make_checker(), None
-        self.took_blank = True
         return checker
 
     def spare_checker(self) -> tuple[int, ...]:
@@ -1839,8 +1843,7 @@ class _Supervisor:
     def _prepare(self, index: int) -> tuple[tuple | None, bool]:
         """Test ``index``'s code objects (or None) and whether a steady checker may run it."""
         if index not in self.prepared:
-            compiled, pure = _compile_test(self.job["tests"][index])
-            self.prepared[index] = compiled, pure and _SWITCH_UIDS and STEADY_CHECKERS
+            self.prepared[index] = _compile_test(self.job["tests"][index], judge_purity=_SWITCH_UIDS and STEADY_CHECKERS)
         return self.prepared[index]
 
     def _asserts_after(self, index: int) -> bool:
@@ -1861,13 +1864,11 @@ class _Supervisor:
         the checker is dropped after it, as a fresh checker would be."""
         for attempt in range(2):
             checker = self.steady
-            if checker is None or self.steady_tests >= STEADY_CHECKER_TESTS:
+            if checker is None or checker.served >= STEADY_CHECKER_TESTS:
                 self._drop_steady()
                 checker = self.take_checker()
-                self.steady_tests = 0
             self.steady = checker
-            self.steady_tests += 1
-            checker.served = self.steady_tests  # type: ignore[attr-defined]
+            checker.served += 1
             if checker.start(test, self.limits, token, fds, self.workdir, compiled, steady=True) or attempt:
                 break
             self._drop_steady()  # gone (killed with a test's leftovers, say): a blank one takes its place
@@ -2006,7 +2007,7 @@ class _Supervisor:
                 if steady:
                     checker = self._start_steady(cast(dict, spec), token, fds, compiled)
                 else:
-                    checker = self.take_checker()
+                    checker, self.took_blank = self.take_checker(), True
                     if not checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled):
                         checker = self.make_checker()  # the one made ahead was killed with a test's leftovers
                         checker.start(cast(dict, spec), self.limits, token, fds, self.workdir, compiled)
@@ -2104,7 +2105,9 @@ class _Supervisor:
         if steady and checker_pid is not None:
             # It stays for the next pure test only after a test that ended as a test does: reported in full (a
             # failed assertion and the candidate's exceptions included), nothing killed, no memory error.
-            parsed: tuple = _parse_report(bytes(report), token) if checker_done else ("missing",)
+            parsed: tuple = ("missing",)
+            if checker_done:  # its report pipe is at its end: nothing more to drain, the report is whole
+                parsed = outcome["report"] = _parse_report(bytes(report), token)
             reported = parsed[0] in ("ok", "exc")
             if outcome["killed"] is not None or not reported or parsed[:2] == ("exc", "memory"):
                 if checker_done and not reported:  # its report pipe ended without a report: it died in the test
@@ -2129,7 +2132,8 @@ class _Supervisor:
         for fd in (out_r, err_r, res_r) + ((in_w,) if in_w is not None else ()):
             os.close(fd)
         cases = self.job["mode"] != "test_file" and self.job["tests"][index]["kind"] == "cases"
-        outcome["report"] = (_parse_cases_report if cases else _parse_report)(bytes(report), token)
+        if outcome["report"] is None:  # a steady checker's report is parsed already
+            outcome["report"] = (_parse_cases_report if cases else _parse_report)(bytes(report), token)
         outcome["stdout"], outcome["stderr"], outcome["truncated"] = capture.text()
         outcome["duration_ms"] = round(duration, 3)
         return outcome
@@ -2318,7 +2322,10 @@ def _zygote_main(sock: socket.socket, workroot: str) -> None:
                     supervisor = _Supervisor(job, job_r, res_w, loader or make_loader(), checker, make_checker,
                                              steady)
                     supervisor.run()
-                    steady, wants_checker = supervisor.steady, supervisor.took_blank
+                    # A blank one is made ahead where the next program's tests will likely need one: one that is
+                    # not pure, or a pure one with no steady checker left to take it.
+                    steady = supervisor.steady
+                    wants_checker = supervisor.took_blank or (steady is None and _needs_checker(job["tests"]))
                     loader, checker, served = None, None, served + 1
             except BaseException:  # noqa: BLE001 - the judge sees a missing "end" and reports infra_error
                 traceback.print_exc()

@@ -315,16 +315,21 @@ def test_the_shared_writers_are_set_up_as_over_a_pipe_whatever_descriptors_1_and
 def test_the_supervisor_compiles_a_test_as_its_checker_would():
     """The code objects the supervisor hands over carry the checker's file names and future flags (the runner's
     own, inherited by ``compile`` either way), so a test reads the same wherever it was compiled."""
-    (setup_code, test_code), pure = runner._compile_test({"setup": "y = 2", "code": "def g(x: undefined_name):\n"
-                                                                                  "    return x\nassert g(y) == 2"})
+    test = {"setup": "y = 2", "code": "def g(x: undefined_name):\n    return x\nassert g(y) == 2"}
+    # Compiled from the source, or from the tree the purity check reads: the same code either way.
+    (setup_code, test_code), pure = runner._compile_test(test, judge_purity=True)
     assert not pure  # an annotation: a steady checker never runs it
+    (plain_setup, plain_test), unjudged = runner._compile_test(test)
+    assert not unjudged and (plain_setup.co_code, plain_test.co_code) == (setup_code.co_code, test_code.co_code)
     assert (setup_code.co_filename, test_code.co_filename) == (runner.SETUP_CODE, runner.TEST_CODE)
     namespace: dict = {}
     exec(setup_code, namespace)
     exec(test_code, namespace)  # the annotation is never evaluated, as under the checker's own compile
-    assert runner._compile_test({"code": "assert ("}) == (None, False)  # left to the checker, which reports it
-    too_long = "# " + "x" * runner.SUPERVISOR_COMPILE_LIMIT + "\nassert True"
-    assert runner._compile_test({"code": too_long}) == (None, False)
+    for judge_purity in (False, True):
+        # left to the checker, which reports it
+        assert runner._compile_test({"code": "assert ("}, judge_purity) == (None, False)
+        too_long = "# " + "x" * runner.SUPERVISOR_COMPILE_LIMIT + "\nassert True"
+        assert runner._compile_test({"code": too_long}, judge_purity) == (None, False)
 
 
 @pytest.mark.parametrize("test, verdict, error_type", [
@@ -340,7 +345,8 @@ def test_tests_compiled_by_the_supervisor_or_by_the_checker_get_the_same_verdict
 
 def test_a_warning_from_compiling_the_test_still_reaches_the_tests_stderr():
     """The supervisor leaves code that warns to the checker, whose compile prints the warning where it belongs."""
-    assert runner._compile_test({"code": "assert (1 == 2, 'message')"}) == (None, False)
+    for judge_purity in (False, True):
+        assert runner._compile_test({"code": "assert (1 == 2, 'message')"}, judge_purity) == (None, False)
     result = LocalExecutor(workers=1).run(RunRequest(code="def f():\n    return 1\n", tests=[
         {"kind": "assert", "code": "assert (f() == 2, 'message')"}]))
     assert result.tests[0].verdict.value == "pass"  # always true, as in plain Python, which warns about it

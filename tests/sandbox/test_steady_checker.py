@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ RUNNER = Path(runner.__file__)
 
 
 def pure(code: str, setup: str = "") -> bool:
-    compiled, is_pure = runner._compile_test({"code": code, "setup": setup})
+    compiled, is_pure = runner._compile_test({"code": code, "setup": setup}, judge_purity=True)
     assert compiled is not None, "the test should compile"
     return is_pure
 
@@ -98,6 +99,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="runner.py --switch-ui
 # (no blank checker is made ahead while a steady one serves pure tests).
 FIND_CHECKERS = '''
 import os
+SEEN = []
 def checkers():
     mine, parent = os.getuid(), os.getppid()
     found = []
@@ -110,7 +112,8 @@ def checkers():
                 continue
             if int(fields["PPid"]) == parent and int(fields["Uid"].split()[0]) not in (0, mine):
                 found.append(int(name))
-    print(sorted(found))
+    SEEN[:] = sorted(found)
+    print(SEEN)
     return 1
 '''
 SEES_ITS_CHECKER = {"code": FIND_CHECKERS, "tests": [{"kind": "assert", "code": "assert checkers() == 1"}]}
@@ -233,18 +236,22 @@ def test_a_steady_checker_gives_every_verdict_a_fresh_checker_gives(workroot):
 @needs_root
 def test_a_steady_checker_that_died_between_programs_is_replaced_by_a_blank_one(workroot):
     """Nothing a candidate can do kills it (see above), so the test kills it from outside: the second program
-    waits in its top-level code, which runs before its test, while the steady checker left by the first is killed;
-    its test then takes a blank checker."""
+    notes the checker it saw, the third waits in its top-level code, which runs before its test, while that
+    checker is killed; its test then takes a blank checker."""
     meeting = Path(tempfile.mkdtemp(prefix="steady-meeting-", dir="/tmp"))
     meeting.chmod(0o777)
-    go = meeting / "go"
+    go, noted = meeting / "go", meeting / "noted"
     os.mkfifo(go, 0o666)
+    notes = {"code": FIND_CHECKERS + (
+        "def checkers_noted():\n"
+        "    answer = checkers()\n"
+        f"    with open({str(noted)!r}, 'w') as handle:\n"
+        "        handle.write(' '.join(map(str, SEEN)))\n"
+        "    return answer\n"), "tests": [{"kind": "assert", "code": "assert checkers_noted() == 1"}]}
     waits = {"code": FIND_CHECKERS + (
-        f"with open({str(meeting / 'ready')!r}, 'w') as handle:\n"
-        "    handle.write(f'{os.getppid()} {os.getuid()}')\n"
         f"with open({str(go)!r}) as handle:\n"
         "    handle.read()\n"), "tests": SEES_ITS_CHECKER["tests"], "limits": {"time_s": 60}}
-    runs = [SEES_ITS_CHECKER, SEES_ITS_CHECKER, waits]
+    runs = [SEES_ITS_CHECKER, notes, waits]
     env = {**os.environ, "SANDBOX_STEADY_CHECKERS": "1"}
     try:
         with subprocess.Popen([sys.executable, str(RUNNER), "--switch-uids", "--workdir", str(workroot)],
@@ -252,19 +259,13 @@ def test_a_steady_checker_that_died_between_programs_is_replaced_by_a_blank_one(
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(json.dumps({"runs": runs, "workers": 1}).encode())
             process.stdin.close()
-            with open(go, "w") as release:  # blocks until the second program opened the fifo to read
-                supervisor, uid = map(int, (meeting / "ready").read_text().split())
-                killed = []
-                for name in os.listdir("/proc"):
-                    if name.isdigit():
-                        try:
-                            status = Path(f"/proc/{name}/status").read_text()
-                        except OSError:
-                            continue
-                        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                        if int(fields["PPid"]) == supervisor and int(fields["Uid"].split()[0]) not in (0, uid):
-                            os.kill(int(name), 9)
-                            killed.append(int(name))
+            with open(go, "w") as release:  # blocks until the third program opened the fifo to read
+                killed = [int(pid) for pid in noted.read_text().split()]  # written by the second, which is done
+                for pid in killed:  # a signal is delivered later: the checker must be dead before the test starts
+                    handle = os.pidfd_open(pid)
+                    os.kill(pid, 9)
+                    assert select.select([handle], [], [], 300)[0], "the killed checker did not exit"
+                    os.close(handle)
                 release.write("go")
             results = json.loads(process.stdout.read())["results"]
     finally:
